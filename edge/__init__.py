@@ -1,0 +1,1 @@
+"""Vaktpost camera node: frame → masks → analysers → events → outbox → MQTT."""
