@@ -1,0 +1,89 @@
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from edge.config import ConfigError, load, parse
+from edge.config_example import example_yaml
+
+
+def base(**camera) -> dict:
+    cam = {"id": "yard", "source": "clip.avi", **camera}
+    return {"node": {"id": "node-a"}, "cameras": [cam]}
+
+
+def error_of(data) -> str:
+    with pytest.raises(ConfigError) as e:
+        parse(data)
+    return str(e.value)
+
+
+def test_error_names_key_and_problem():
+    data = base(zones=[{"name": "a", "polygon": [[0, 0], [1, 0], [1, 1]]},
+                       {"name": "b", "polygon": [[0, 0], [1, 1]]}])
+    assert "cameras[0].zones[1].polygon: needs at least 3 points" in error_of(data)
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda d: d["cameras"][0].update(privacy_masks=[[[0, 0], [2, 0], [1, 1]]]),
+     "cameras[0].privacy_masks[0]: point [2.0, 0.0] is outside 0..1"),
+    (lambda d: d["node"].update(timezone="Mars/Olympus"), "node.timezone: unknown time zone"),
+    (lambda d: d["cameras"][0].update(fps=0), "cameras[0].fps"),
+    (lambda d: d.update(spool={"when_full": "explode"}), "spool.when_full"),
+    (lambda d: d.update(mqtt={"password": "a", "password_file": "/x"}), "give password or password_file"),
+    (lambda d: d.update(cameras=[]), "cameras"),
+    (lambda d: d["cameras"].append({"id": "yard", "source": 0}), "camera ids must be unique"),
+    (lambda d: d.update(colour="blue"), "colour: Extra inputs are not permitted"),
+    (lambda d: d["cameras"][0].update(zones=[{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]],
+                                              "armed": [{"days": ["funday"], "from": "18:00", "to": "07:00"}]}]),
+     "cameras[0].zones[0].armed"),
+])
+def test_bad_values_are_reported_by_key(mutate, expected):
+    data = base()
+    mutate(data)
+    assert expected in error_of(data)
+
+
+def test_unquoted_yaml_times_are_read_as_times():
+    text = """
+node: {id: node-a}
+cameras:
+  - id: yard
+    source: clip.avi
+    zones:
+      - name: yard
+        polygon: [[0, 0], [1, 0], [1, 1]]
+        armed: [{days: [mon], from: 18:00, to: 24:00}]
+"""
+    cfg = parse(yaml.safe_load(text))
+    r = cfg.cameras[0].zones[0].schedule.ranges[0]
+    assert (r.from_.hour, r.from_.minute, r.to) == (18, 0, "24:00")
+
+
+def test_example_is_valid_and_commented():
+    text = example_yaml()
+    cfg = parse(yaml.safe_load(text))
+    assert cfg.cameras[0].zones[0].schedule.exceptions
+    assert "# Processing rate; frames are dropped, not queued" in text
+
+
+def test_load_reports_unreadable_and_invalid_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("node: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load(bad)
+
+
+def test_cli_config_check_exit_codes(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text(example_yaml())
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(base(fps=-1)))
+    run = lambda f: subprocess.run([sys.executable, "-m", "vaktpost.cli", "config", "check", str(f)],
+                                   capture_output=True, text=True)
+    ok, ko = run(good), run(bad)
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    assert ko.returncode == 2 and "cameras[0].fps" in ko.stderr
