@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian / Raspberry Pi OS machine for scripts/demo and scripts/test:
+# system packages when missing, then .venv with the project installed editable.
+# Idempotent: a second run only checks.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need_pkgs+=(mosquitto-clients)
+command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
+  if [ "$(id -u)" = 0 ]; then SUDO=""
+  elif command -v sudo >/dev/null 2>&1; then SUDO="sudo"
+  else
+    echo "bootstrap: need root or sudo to install: ${need_pkgs[*]}" >&2
+    echo "bootstrap: run 'apt-get install ${need_pkgs[*]}' as root, then try again." >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}"
+fi
+
+# Python >= 3.11 is required.
+PY=${PYTHON:-python3}
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "bootstrap: $PY is older than 3.11; set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+
+stamp=.venv/.installed
+if [ ! -x .venv/bin/python ]; then
+  echo "bootstrap: creating .venv"
+  "$PY" -m venv .venv
+fi
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "bootstrap: installing vaktpost[dev] into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  touch "$stamp"
+fi
