@@ -1,0 +1,1 @@
+"""The central host: Mosquitto configuration, the event consumer and the place log."""

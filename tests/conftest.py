@@ -1,0 +1,147 @@
+"""Shared fixtures: a real Mosquitto (`broker`, `broker_factory`) and PostgreSQL (`pg_url`, `pg_url_fresh`).
+
+Tests using `broker*` are marked `mqtt`, tests using `pg_url*` are marked `postgres`
+automatically, so ``-m "not mqtt"`` and ``-m "not postgres"`` work without decorators.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from mqtt_harness import Broker, start_broker
+
+DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+_MQTT_FIXTURES = {"broker", "broker_factory"}
+_PG_FIXTURES = {"pg_url", "pg_url_fresh", "pg_server_url"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        if names & _MQTT_FIXTURES:
+            item.add_marker(pytest.mark.mqtt)
+        if names & _PG_FIXTURES:
+            item.add_marker(pytest.mark.postgres)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    # Remember the outcome so fixtures can print the broker log when a test failed.
+    report = yield
+    setattr(item, f"_vaktpost_rep_{report.when}", report)
+    return report
+
+
+def _failed(request: pytest.FixtureRequest) -> bool:
+    rep = getattr(request.node, "_vaktpost_rep_call", None)
+    return rep is None or rep.failed
+
+
+# --- MQTT -------------------------------------------------------------------------
+
+
+def _require_mosquitto() -> None:
+    if not (shutil.which("mosquitto") or Path("/usr/sbin/mosquitto").exists()):
+        pytest.skip("mosquitto not installed (apt-get install mosquitto)")
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Broker]]:
+    """`make(nodes=["node-a", "node-b"], *, consumer="central", name="broker", start=True) -> Broker`.
+    Each call gets its own directory under tmp_path and its own free port; all are
+    stopped at teardown (their logs printed if the test failed)."""
+    _require_mosquitto()
+    made: list[Broker] = []
+
+    def make(nodes: list[str] | None = None, **kwargs) -> Broker:
+        kwargs.setdefault("name", f"broker{len(made) or ''}")
+        b = start_broker(tmp_path, nodes, **kwargs)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        try:
+            b.close()
+        finally:
+            if _failed(request):
+                print(f"\n--- mosquitto log ({b.dir}) ---\n{b.log_text()}")
+
+
+@pytest.fixture
+def broker(broker_factory: Callable[..., Broker]) -> Broker:
+    """A started Mosquitto with accounts node-a, node-b and consumer `central`."""
+    return broker_factory()
+
+
+# --- PostgreSQL -------------------------------------------------------------------
+
+
+def _admin_engine(url: str):
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    return sqlalchemy.create_engine(url, isolation_level="AUTOCOMMIT", pool_pre_ping=False,
+                                    connect_args={"connect_timeout": 3})
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> str:
+    """SQLAlchemy URL of a reachable PostgreSQL database with CREATE DATABASE rights:
+    VAKTPOST_TEST_PG_URL, else the local default; skips when none answers."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    url = os.environ.get("VAKTPOST_TEST_PG_URL", DEFAULT_PG_URL)
+    engine = _admin_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT 1"))
+    except Exception as e:  # any driver/connection error means: no PostgreSQL here
+        if os.environ.get("VAKTPOST_TEST_PG_URL"):
+            pytest.fail(f"VAKTPOST_TEST_PG_URL is set but unusable: {e}")
+        pytest.skip(f"PostgreSQL not reachable at {DEFAULT_PG_URL} (set VAKTPOST_TEST_PG_URL): {e}")
+    finally:
+        engine.dispose()
+    return url
+
+
+def _create_database(server_url: str) -> tuple[str, Callable[[], None]]:
+    """Create a uniquely named database; return its URL and a function dropping it."""
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    name = f"vaktpost_test_{os.getpid()}_{uuid.uuid4().hex[:10]}"
+    engine = _admin_engine(server_url)
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        try:
+            with engine.connect() as conn:
+                # FORCE (PostgreSQL 13+) ends sessions a test left open.
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        finally:
+            engine.dispose()
+
+    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    return url, drop
+
+
+@pytest.fixture(scope="session")
+def pg_url(pg_server_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for the whole test session (dropped at the end).
+    Tests sharing it must tolerate each other's rows; use `pg_url_fresh` otherwise."""
+    url, drop = _create_database(pg_server_url)
+    yield url
+    drop()
+
+
+@pytest.fixture
+def pg_url_fresh(pg_server_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database for one test (dropped afterwards)."""
+    url, drop = _create_database(pg_server_url)
+    yield url
+    drop()

@@ -1,0 +1,405 @@
+"""A real Mosquitto for tests, configured by the project's own `broker.mosquitto.init_broker`.
+
+Usage (the `broker` / `broker_factory` fixtures in conftest.py wrap this):
+
+    b = start_broker(tmp_path, nodes=["node-a"])
+    with b.client("node-a") as c:
+        assert c.publish_wait(topics.events("node-a", "cam1"), b"{}") < 0x80
+    b.stop()
+
+Import it as ``from mqtt_harness import ...`` (tests/ is on sys.path under pytest).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import queue
+import signal
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from broker.mosquitto import CONF_FILE, Credentials, init_broker, load_credentials, mosquitto_command
+
+HOST = "127.0.0.1"
+START_TIMEOUT = 15.0  # generous: two shared cores under parallel test runs
+STOP_TIMEOUT = 15.0
+DEFAULT_TIMEOUT = 10.0
+
+
+def free_port(host: str = HOST) -> int:
+    """A loopback port free right now. Another process may take it before we bind;
+    `start_broker` retries on 'address in use'."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, interval: float = 0.02,
+               message: str = "condition") -> Any:
+    """Poll `predicate` until it returns something truthy; raise TimeoutError at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"{message} not met within {timeout:.1f}s")
+        time.sleep(interval)
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+class BrokerStartError(RuntimeError):
+    pass
+
+
+class AddressInUse(BrokerStartError):
+    pass
+
+
+@dataclass
+class Broker:
+    """A Mosquitto process run from `dir` (made by init_broker). Its stdout/stderr go to
+    ``dir/mosquitto.log``; `log_text()` returns it (handy in assertion messages)."""
+
+    dir: Path
+    port: int
+    credentials: Credentials
+    host: str = HOST
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+    _clients: list["MqttTestClient"] = field(default_factory=list, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "mosquitto.log"
+
+    @property
+    def conf_path(self) -> Path:
+        return self.dir / CONF_FILE
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout: float = START_TIMEOUT) -> "Broker":
+        """Start Mosquitto and return once it logged 'running' and accepts TCP connections."""
+        if self.running:
+            raise BrokerStartError("broker already running")
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = open(self.log_path, "ab")
+        try:
+            self.proc = subprocess.Popen(mosquitto_command(self.dir), stdout=log, stderr=subprocess.STDOUT,
+                                         stdin=subprocess.DEVNULL)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            new_log = self.log_text()[log_offset:]
+            if self.proc.poll() is not None:
+                self.proc = None
+                err = AddressInUse if "Address already in use" in new_log else BrokerStartError
+                raise err(f"mosquitto exited at start (port {self.port}):\n{new_log}")
+            # 'running' is logged after all listeners are bound; the TCP probe guards
+            # against the port belonging to someone else.
+            if " running" in new_log and _port_open(self.host, self.port):
+                return self
+            if time.monotonic() >= deadline:
+                self.kill()
+                raise BrokerStartError(f"mosquitto not ready within {timeout}s:\n{new_log}")
+            time.sleep(0.02)
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
+        """SIGTERM and wait: Mosquitto writes its persistence file on the way out.
+        Test clients stay open (they see the disconnect and paho retries); `close()` ends them."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise BrokerStartError(f"mosquitto ignored SIGTERM for {timeout}s:\n{self.log_text()}")
+        self.proc = None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash; whatever was not autosaved is lost."""
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def close(self) -> None:
+        """Disconnect all test clients, then stop (the fixtures' teardown)."""
+        self.close_clients()
+        self.stop()
+
+    def restart(self) -> "Broker":
+        self.stop()
+        return self.start()
+
+    def reload(self) -> None:
+        """SIGHUP: Mosquitto re-reads the password file and ACL (after a new init_broker)."""
+        if not self.running:
+            raise BrokerStartError("broker not running")
+        self.credentials = load_credentials(self.dir)
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGHUP)
+
+    def add_nodes(self, nodes: list[str]) -> Credentials:
+        """Enrol more nodes (re-runs init on the same directory) and reload a running broker."""
+        self.credentials = init_broker(self.dir, nodes, self.port, bind_address=self.host,
+                                       consumer=self.credentials.consumer.username, run_as=_run_as())
+        if self.running:
+            self.reload()
+        return self.credentials
+
+    def password(self, username: str) -> str:
+        return self.credentials.account(username).password
+
+    def mqtt_config(self, username: str) -> dict[str, Any]:
+        """The `mqtt:` section of a node config (edge.config.MqttSection) for this broker."""
+        return {"host": self.host, "port": self.port, "username": username, "password": self.password(username)}
+
+    def client(self, username: str | None, *, password: str | None = None, client_id: str = "",
+               clean_start: bool = True, session_expiry: int | None = None,
+               will: tuple[str, bytes, int, bool] | None = None, tls_ca: Path | None = None,
+               connect: bool = True, timeout: float = DEFAULT_TIMEOUT) -> "MqttTestClient":
+        """An MQTT v5 client for `username` (its password from credentials unless given;
+        None = anonymous). `tls_ca` turns on TLS, trusting that CA. Connected (CONNACK
+        success awaited) unless connect=False.
+        Disconnected automatically by stop() and by the fixtures' teardown."""
+        if username is not None and password is None:
+            password = self.password(username)
+        c = MqttTestClient(self.host, self.port, username, password, client_id=client_id,
+                           clean_start=clean_start, session_expiry=session_expiry, will=will, tls_ca=tls_ca)
+        self._clients.append(c)
+        if connect:
+            try:
+                rc = c.connect(timeout)
+            except BaseException:
+                c.close()
+                raise
+            if rc.is_failure:
+                c.close()
+                raise ConnectionRefusedError(f"{username!r} refused by broker: {rc} ({rc.value:#04x})")
+        return c
+
+    def connack(self, username: str | None, password: str | None = None, *, tls_ca: Path | None = None,
+                timeout: float = DEFAULT_TIMEOUT) -> mqtt.ReasonCode:
+        """Only the CONNACK reason code of a connection attempt (for auth tests)."""
+        c = self.client(username, password=password, tls_ca=tls_ca, connect=False)
+        try:
+            return c.connect(timeout)
+        finally:
+            c.close()
+
+    def close_clients(self) -> None:
+        for c in self._clients:
+            c.close()
+        self._clients.clear()
+
+
+class MqttTestClient:
+    """paho v5 client with blocking helpers: each waits for the broker's answer."""
+
+    def __init__(self, host: str, port: int, username: str | None, password: str | None, *,
+                 client_id: str = "", clean_start: bool = True, session_expiry: int | None = None,
+                 will: tuple[str, bytes, int, bool] | None = None, tls_ca: Path | None = None) -> None:
+        self.host, self.port = host, port
+        self.clean_start = clean_start
+        self.session_expiry = session_expiry
+        self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
+        self.connack_flags: Any = None
+        self._cond = threading.Condition()
+        self._connack: mqtt.ReasonCode | None = None
+        self._pubacks: dict[int, mqtt.ReasonCode] = {}
+        self._subacks: dict[int, list[mqtt.ReasonCode]] = {}
+        self._disconnected = threading.Event()
+        self.disconnect_reason: mqtt.ReasonCode | None = None
+        self.paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if username is not None:
+            self.paho.username_pw_set(username, password)
+        if tls_ca is not None:
+            self.paho.tls_set(ca_certs=str(tls_ca))  # verifies the certificate and host name
+        if will is not None:
+            topic, payload, qos, retain = will
+            self.paho.will_set(topic, payload, qos, retain)
+        self.paho.on_connect = self._on_connect
+        self.paho.on_publish = self._on_publish
+        self.paho.on_subscribe = self._on_subscribe
+        self.paho.on_message = self._on_message
+        self.paho.on_disconnect = self._on_disconnect
+        self._started = False
+
+    # callbacks run on paho's network thread
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._cond:
+            self._connack = reason_code
+            self.connack_flags = flags
+            self._cond.notify_all()
+        if reason_code.is_failure:
+            # Don't let paho's loop keep retrying a refused login.
+            client.disconnect()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        with self._cond:
+            self._pubacks[mid] = reason_code
+            self._cond.notify_all()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        with self._cond:
+            self._subacks[mid] = list(reason_codes)
+            self._cond.notify_all()
+
+    def _on_message(self, client, userdata, message) -> None:
+        self.messages.put(message)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        with self._cond:
+            self.disconnect_reason = reason_code
+            self._disconnected.set()
+            self._cond.notify_all()
+
+    def _wait_for(self, get: Callable[[], Any], timeout: float, what: str) -> Any:
+        with self._cond:
+            if not self._cond.wait_for(lambda: get() is not None, timeout):
+                raise TimeoutError(f"no {what} within {timeout}s")
+            return get()
+
+    def connect(self, timeout: float = DEFAULT_TIMEOUT) -> mqtt.ReasonCode:
+        """Connect and return the CONNACK reason code."""
+        props = None
+        if self.session_expiry is not None:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry
+        with self._cond:
+            self._connack = None
+        self._disconnected.clear()
+        self.paho.connect(self.host, self.port, keepalive=30, clean_start=self.clean_start, properties=props)
+        if not self._started:
+            self.paho.loop_start()
+            self._started = True
+        with self._cond:
+            # A broker that closes the connection without CONNACK (e.g. plain MQTT on a
+            # TLS port) fails fast instead of running into the timeout.
+            self._cond.wait_for(lambda: self._connack is not None or self._disconnected.is_set(), timeout)
+            if self._connack is not None:
+                return self._connack
+            if self._disconnected.is_set():
+                raise ConnectionError(f"connection closed before CONNACK: {self.disconnect_reason}")
+            raise TimeoutError(f"no CONNACK within {timeout}s")
+
+    def publish_wait(self, topic: str, payload: bytes | str = b"", qos: int = 1, retain: bool = False,
+                     timeout: float = DEFAULT_TIMEOUT) -> int:
+        """Publish at QoS 1/2 and return the PUBACK reason code as int (>= 0x80 = refused)."""
+        if qos == 0:
+            raise ValueError("QoS 0 has no acknowledgement to wait for")
+        info = self.paho.publish(topic, payload, qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            raise RuntimeError(f"publish not sent: {mqtt.error_string(info.rc)}")
+        return self._wait_for(lambda: self._pubacks.get(info.mid), timeout, f"PUBACK for {topic}").value
+
+    def subscribe_wait(self, topic: str, qos: int = 1, timeout: float = DEFAULT_TIMEOUT) -> int:
+        """Subscribe and return the SUBACK reason code as int (granted QoS, or >= 0x80 = refused)."""
+        result, mid = self.paho.subscribe(topic, qos)
+        if result != mqtt.MQTT_ERR_SUCCESS:
+            raise RuntimeError(f"subscribe not sent: {mqtt.error_string(result)}")
+        codes = self._wait_for(lambda: self._subacks.get(mid), timeout, f"SUBACK for {topic}")
+        return codes[0].value
+
+    def expect_message(self, timeout: float = DEFAULT_TIMEOUT, topic: str | None = None) -> mqtt.MQTTMessage:
+        """Next received message (optionally the next on `topic`, skipping others)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                msg = self.messages.get(timeout=max(remaining, 0))
+            except queue.Empty:
+                raise TimeoutError(f"no message{' on ' + topic if topic else ''} within {timeout}s") from None
+            if topic is None or msg.topic == topic:
+                return msg
+
+    def drain(self) -> list[mqtt.MQTTMessage]:
+        """Messages received so far, without waiting."""
+        out = []
+        while True:
+            try:
+                out.append(self.messages.get_nowait())
+            except queue.Empty:
+                return out
+
+    def wait_disconnected(self, timeout: float = DEFAULT_TIMEOUT) -> mqtt.ReasonCode | None:
+        if not self._disconnected.wait(timeout):
+            raise TimeoutError(f"still connected after {timeout}s")
+        return self.disconnect_reason
+
+    def close(self) -> None:
+        """Disconnect cleanly (no Last Will) and stop the network thread. Idempotent."""
+        if self._started:
+            try:
+                self.paho.disconnect()
+            except Exception:
+                pass
+            self.paho.loop_stop()
+            self._started = False
+
+    def __enter__(self) -> "MqttTestClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _run_as() -> str | None:
+    """Under root, keep Mosquitto as root: pytest's tmp_path sits below a 0700 directory
+    the 'mosquitto' user cannot enter. The privilege drop itself is covered by
+    test_broker_config with a directory that user can reach."""
+    return pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
+
+
+def start_broker(tmp_path: Path, nodes: list[str] | None = None, *, consumer: str = "central",
+                 name: str = "broker", start: bool = True, tls: dict | None = None,
+                 attempts: int = 5) -> Broker:
+    """init_broker in ``tmp_path/name`` on a free loopback port, then start it.
+    Retries with a new port if another process grabbed the chosen one meanwhile."""
+    directory = tmp_path / name
+    nodes = ["node-a", "node-b"] if nodes is None else nodes
+    last: Exception | None = None
+    for _ in range(attempts):
+        port = free_port()
+        creds = init_broker(directory, nodes, port, bind_address=HOST, consumer=consumer, tls=tls,
+                             run_as=_run_as())
+        broker = Broker(dir=directory, port=port, credentials=creds)
+        if not start:
+            return broker
+        try:
+            return broker.start()
+        except AddressInUse as e:
+            last = e
+    raise BrokerStartError(f"no free port after {attempts} attempts") from last
