@@ -1,0 +1,142 @@
+"""Central host configuration (YAML), validated by pydantic.
+
+Every option is documented once, in its `description`; docs/central.md is the
+reader-facing form. Errors reuse the node config's style: one line per problem,
+naming the key (`edge.config.ConfigError`, `edge.config.format_errors`).
+
+Relative paths (places_file, password_file, TLS files and the file of a
+``sqlite:///relative.db`` URL) are taken relative to the config file's directory,
+so a config works the same whatever directory the service starts in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+from edge.config import ConfigError, Strict, TlsSection, format_errors
+
+DEFAULT_DATABASE = "sqlite:///vaktpost-central.db"
+# MQTT shared subscription group names are one topic level without wildcards.
+GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+
+
+class CentralMqtt(Strict):
+    host: str = Field("localhost", description="Broker host")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS)")
+    username: str = Field("central", description="Consumer account on the broker")
+    password: str | None = Field(None, description="Password; prefer password_file")
+    password_file: Path | None = Field(None, description="File whose first line is the password")
+    tls: TlsSection | None = Field(None, description="TLS files; omit for plain TCP on a trusted LAN")
+    client_id: str = Field(
+        "vaktpost-central",
+        min_length=1,
+        max_length=128,
+        description="MQTT client id; the broker keeps the persistent session under it, so keep it stable "
+        "and unique per consumer process",
+    )
+    shared_group: GroupName | None = Field(
+        None,
+        description="Subscribe as $share/<group>/… so several consumers (each with its own client_id) "
+        "split the messages between them; null = one consumer receives everything",
+    )
+    session_expiry_seconds: int = Field(
+        7 * 24 * 3600,
+        ge=0,
+        le=0xFFFFFFFF,
+        description="How long the broker keeps the session and queues events while the consumer is away",
+    )
+    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
+    reconnect_max_seconds: int = Field(30, ge=1, le=3600, description="Cap of the reconnect backoff")
+
+    @model_validator(mode="after")
+    def _one_password(self) -> "CentralMqtt":
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or password_file, not both")
+        return self
+
+    def resolved_password(self) -> str | None:
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text().splitlines()[0].strip()
+            except (OSError, IndexError) as e:
+                raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {e}") from None
+        return self.password
+
+
+class CentralConfig(Strict):
+    database: str = Field(
+        DEFAULT_DATABASE,
+        description="SQLAlchemy URL of the place log: sqlite:///path.db or postgresql://user@host/db "
+        "(psycopg 3 is used for postgresql URLs)",
+    )
+    mqtt: CentralMqtt = Field(default_factory=CentralMqtt)
+    places_file: Path | None = Field(None, description="Places registry imported at every start (optional)")
+
+    @field_validator("database")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        try:
+            make_url(v)
+        except ArgumentError:
+            raise ValueError(f"not a SQLAlchemy database URL: {v!r}") from None
+        return v
+
+
+def _rebase(path: Path | None, base: Path) -> Path | None:
+    return None if path is None or path.is_absolute() else base / path
+
+
+def _rebase_sqlite(url: str, base: Path) -> str:
+    """`sqlite:///rel.db` → absolute path under `base`; other URLs unchanged."""
+    u = make_url(url)
+    if not u.drivername.startswith("sqlite") or not u.database or u.database == ":memory:":
+        return url
+    if u.database.startswith("file:") or Path(u.database).is_absolute():
+        return url
+    return u.set(database=str(base / u.database)).render_as_string(hide_password=False)
+
+
+def resolve_paths(cfg: CentralConfig, base: Path) -> CentralConfig:
+    """Make relative paths in `cfg` relative to `base` (the config file's directory)."""
+    mqtt = cfg.mqtt
+    updates = {}
+    if p := _rebase(mqtt.password_file, base):
+        updates["password_file"] = p
+    if mqtt.tls is not None:
+        tls = {k: _rebase(getattr(mqtt.tls, k), base) for k in ("ca_file", "cert_file", "key_file")}
+        updates["tls"] = mqtt.tls.model_copy(update={k: v for k, v in tls.items() if v is not None})
+    return cfg.model_copy(
+        update={
+            "database": _rebase_sqlite(cfg.database, base),
+            "mqtt": mqtt.model_copy(update=updates),
+            "places_file": _rebase(cfg.places_file, base) or cfg.places_file,
+        }
+    )
+
+
+def parse_central(data: object, *, source: str = "config") -> CentralConfig:
+    if data is None:
+        data = {}  # an empty file means all defaults
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    try:
+        return CentralConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(f"{source}:\n{format_errors(e)}") from None
+
+
+def load_central(path: str | Path) -> CentralConfig:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return resolve_paths(parse_central(data, source=str(path)), path.resolve().parent)

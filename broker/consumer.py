@@ -1,0 +1,464 @@
+"""The central consumer: node messages from MQTT into the place log.
+
+Delivery (docs/central.md, "Delivery"): the consumer holds a persistent MQTT v5
+session (clean_start false, session expiry) and acknowledges each QoS 1 PUBLISH
+itself, *after* the database commit that stores it. A crash between receipt and
+commit therefore loses nothing: the broker still holds the unacknowledged
+messages and delivers them again on reconnection; the store's idempotent upsert
+absorbs the repeats. After each commit the nodes get an `Ack` on their acks
+topic, and only then may they forget the events.
+
+Messages are handled in batches by one worker thread (one transaction per batch),
+so paho's network thread never waits for the database:
+
+    paho thread: on_message → queue
+    worker:      parse → one transaction → commit → Ack to nodes → PUBACK to broker
+
+Malformed messages go to `dead_letters` (raw bytes, topic, error) in the same
+transaction and are acknowledged; the stream goes on. When the database fails
+(down, locked), nothing is acknowledged: the batch is retried with backoff, and
+meanwhile the broker stops sending once its in-flight window is full.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import queue
+import signal
+import sys
+import threading
+from collections import defaultdict
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+from pydantic import ValidationError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+
+from edge import topics
+from edge.config import ConfigError, format_errors
+from edge.event import Ack, Event, Heartbeat, Status
+
+from .central_config import CentralConfig, load_central
+from .places import import_places
+from .store import Store, StoreTx
+
+log = logging.getLogger("broker.consumer")  # also when run as __main__
+
+BATCH_MAX = 500
+RETRY_MIN_SECONDS = 0.5
+RETRY_MAX_SECONDS = 30.0
+_ROOT_PARTS = topics.ROOT.split("/")
+
+
+# --- parsing (pure) -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that goes to dead_letters. `event_id`, when the payload names one,
+    is acknowledged to the node anyway: its raw bytes are kept centrally, and an
+    unacknowledged poison event would be re-sent by the node forever."""
+
+    error: str
+    event_id: str | None = None
+
+
+Parsed = Event | Status | Heartbeat | Rejected | None  # None: nothing to store
+
+
+def _claimed_event_id(payload: bytes) -> str | None:
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    eid = data.get("event_id") if isinstance(data, dict) else None
+    return eid if isinstance(eid, str) and 0 < len(eid) <= 64 else None
+
+
+def _parse_event(node: str, camera: str, payload: bytes) -> Event | Rejected:
+    try:
+        ev = Event.from_payload(payload)
+    except ValidationError as e:
+        return Rejected(f"invalid event: {format_errors(e)}", _claimed_event_id(payload))
+    if ev.node_id != node:
+        # The broker ACL proves who published on this topic; the payload cannot overrule it.
+        return Rejected(f"payload node_id {ev.node_id!r} differs from topic node {node!r}: "
+                        "a node cannot speak for another", ev.event_id)
+    if ev.camera_id is not None and ev.camera_id != camera:
+        return Rejected(f"payload camera_id {ev.camera_id!r} differs from topic camera {camera!r}", ev.event_id)
+    return ev
+
+
+def _parse_node_message(model: type[Status] | type[Heartbeat], node: str, payload: bytes) -> Parsed:
+    if not payload:
+        return None  # an empty retained message only clears the retained status
+    try:
+        msg = model.model_validate_json(payload)
+    except ValidationError as e:
+        return Rejected(f"invalid {model.__name__.lower()}: {format_errors(e)}")
+    if msg.node_id != node:
+        return Rejected(f"payload node_id {msg.node_id!r} differs from topic node {node!r}: "
+                        "a node cannot speak for another")
+    return msg
+
+
+def parse_message(topic: str, payload: bytes) -> Parsed:
+    """What a message on `topic` means; never raises for bad input."""
+    parts = topic.split("/")
+    n = len(_ROOT_PARTS)
+    if parts[:n] != _ROOT_PARTS or len(parts) < n + 2:
+        return Rejected(f"unexpected topic {topic!r}")
+    node, rest = parts[n], parts[n + 1:]
+    if len(rest) == 2 and rest[0] == "events":
+        return _parse_event(node, rest[1], payload)
+    if rest == ["status"]:
+        return _parse_node_message(Status, node, payload)
+    if rest == ["heartbeat"]:
+        return _parse_node_message(Heartbeat, node, payload)
+    return Rejected(f"unexpected topic {topic!r}")
+
+
+def subscriptions(shared_group: str | None) -> list[str]:
+    filters = [topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS]
+    return [f"$share/{shared_group}/{f}" for f in filters] if shared_group else filters
+
+
+# --- consumer -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Inbound:
+    generation: int  # connection the message came on; its mid means nothing on another
+    mid: int
+    qos: int
+    topic: str
+    payload: bytes
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    stored: int = 0  # events inserted or made more final
+    duplicates: int = 0  # redeliveries and stale copies
+    dead_letters: int = 0
+    node_updates: int = 0  # status and heartbeat messages
+    batches: int = 0
+    db_errors: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for k, v in counts.items():
+                setattr(self, k, getattr(self, k) + v)
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
+
+
+class TransientDbError(Exception):
+    """The database could not take the batch; retry later, acknowledge nothing."""
+
+
+class Consumer:
+    def __init__(self, config: CentralConfig, store: Store, *, batch_max: int = BATCH_MAX) -> None:
+        self.config = config
+        self.store = store
+        self.batch_max = batch_max
+        self.stats = Stats()
+        self.ready = threading.Event()  # set once the subscriptions are confirmed
+        self._queue: queue.Queue[Inbound] = queue.Queue()
+        self._stop = threading.Event()
+        self._gen_lock = threading.Lock()
+        self._generation = 0
+        self._worker: threading.Thread | None = None
+        self._client = self._make_client()
+
+    # -- MQTT ---------------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        m = self.config.mqtt
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv5,
+                        manual_ack=True)
+        c.username_pw_set(m.username, m.resolved_password())
+        if m.tls is not None:
+            c.tls_set(ca_certs=str(m.tls.ca_file),
+                      certfile=str(m.tls.cert_file) if m.tls.cert_file else None,
+                      keyfile=str(m.tls.key_file) if m.tls.key_file else None)
+        c.reconnect_delay_set(1, m.reconnect_max_seconds)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        return c
+
+    def _on_connect(self, client: mqtt.Client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            log.error("broker %s:%d refused the connection: %s", self.config.mqtt.host, self.config.mqtt.port,
+                      reason_code)
+            return
+        with self._gen_lock:
+            self._generation += 1
+        log.info("connected to %s:%d (session present: %s)", self.config.mqtt.host, self.config.mqtt.port,
+                 flags.session_present)
+        # Also with a session present: subscribing again is harmless and covers a
+        # changed shared_group or a session the broker dropped.
+        client.subscribe([(f, SubscribeOptions(qos=1)) for f in subscriptions(self.config.mqtt.shared_group)])
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("subscription refused (%s): check the broker ACL for %r", ", ".join(refused),
+                      self.config.mqtt.username)
+            return
+        self.ready.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        # New generation first: no PUBACK for this connection's mids may go out on the next one.
+        with self._gen_lock:
+            self._generation += 1
+        self.ready.clear()
+        if not self._stop.is_set():
+            log.warning("disconnected from broker (%s); reconnecting", reason_code)
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+        try:
+            topic = msg.topic
+        except UnicodeDecodeError:  # Mosquitto refuses such topics; be safe anyway
+            topic = msg._topic.decode("utf-8", "replace")
+        with self._gen_lock:
+            gen = self._generation
+        self._queue.put(Inbound(gen, msg.mid, msg.qos, topic, bytes(msg.payload)))
+
+    def _puback(self, batch: list[Inbound]) -> int:
+        sent = 0
+        with self._gen_lock:  # held so a reconnect cannot slip between check and send
+            for m in batch:
+                if m.qos > 0 and m.generation == self._generation:
+                    self._client.ack(m.mid, m.qos)
+                    sent += 1
+        return sent
+
+    def _send_acks(self, acks: dict[str, list[str]]) -> None:
+        for node, ids in acks.items():
+            payload = Ack(event_ids=list(dict.fromkeys(ids))).model_dump_json().encode()
+            self._client.publish(topics.acks(node), payload, qos=1)
+
+    # -- storing --------------------------------------------------------------------
+
+    def _apply(self, tx: StoreTx, m: Inbound, p: Parsed, acks: dict[str, list[str]], counts: dict[str, int]) -> None:
+        if isinstance(p, Event):
+            if tx.insert_event(p, topic=m.topic):
+                counts["stored"] += 1
+            else:
+                counts["duplicates"] += 1
+            acks[p.node_id].append(p.event_id)
+        elif isinstance(p, Rejected):
+            tx.dead_letter(m.topic, m.payload, p.error)
+            counts["dead_letters"] += 1
+            node = topics.node_of(m.topic)
+            if p.event_id and node:
+                acks[node].append(p.event_id)
+        elif isinstance(p, Status):
+            tx.record_status(p)
+            counts["node_updates"] += 1
+        elif isinstance(p, Heartbeat):
+            tx.record_heartbeat(p)
+            counts["node_updates"] += 1
+
+    def _commit(self, items: list[tuple[Inbound, Parsed]]) -> dict[str, list[str]]:
+        """Store `items` in one transaction; returns the event ids to ack per node."""
+        acks: dict[str, list[str]] = defaultdict(list)
+        counts: dict[str, int] = defaultdict(int)
+        with self.store.begin() as tx:
+            for m, p in items:
+                self._apply(tx, m, p, acks, counts)
+        self.stats.add(**counts)
+        for m, p in items:  # logged once committed, not on every retry
+            if isinstance(p, Rejected):
+                log.warning("dead letter from %s: %s", m.topic, p.error.replace("\n", "; "))
+        return acks
+
+    def _commit_each(self, items: list[tuple[Inbound, Parsed]]) -> dict[str, list[str]]:
+        """After a batch failed for a reason that is not the connection: find the
+        message(s) the database refuses and dead-letter them alone. If even the
+        dead letter cannot be written the database itself is the problem."""
+        acks: dict[str, list[str]] = defaultdict(list)
+        for m, p in items:
+            try:
+                one = self._commit([(m, p)])
+            except DBAPIError as e:
+                if _is_transient(e):
+                    raise TransientDbError(str(e)) from e
+                try:
+                    one = self._commit([(m, Rejected(f"database refused message: {e.orig or e}",
+                                                     getattr(p, "event_id", None)))])
+                except SQLAlchemyError as e2:
+                    raise TransientDbError(str(e2)) from e2
+            for node, ids in one.items():
+                acks[node] += ids
+        return acks
+
+    def _store_batch(self, items: list[tuple[Inbound, Parsed]]) -> dict[str, list[str]]:
+        try:
+            return self._commit(items)
+        except DBAPIError as e:
+            if _is_transient(e):
+                raise TransientDbError(str(e)) from e
+            log.error("batch of %d refused by the database (%s); storing one by one", len(items), e.orig or e)
+            return self._commit_each(items)
+        except SQLAlchemyError as e:
+            raise TransientDbError(str(e)) from e
+
+    def _live(self, items: list[tuple[Inbound, Parsed]]) -> list[tuple[Inbound, Parsed]]:
+        """Items from the live connection; the broker redelivers the others itself."""
+        with self._gen_lock:
+            return [(m, p) for m, p in items if m.generation == self._generation]
+
+    def handle_batch(self, batch: list[Inbound]) -> bool:
+        """Store, ack to nodes, PUBACK. Retries while the database fails; returns
+        False if it gave up (stopping, or the connection the batch came on is gone)."""
+        items = [(m, parse_message(m.topic, m.payload)) for m in batch]
+        delay = RETRY_MIN_SECONDS
+        while items:
+            try:
+                acks = self._store_batch(items)
+                break
+            except TransientDbError as e:
+                self.stats.add(db_errors=1)
+                log.error("database unavailable, %d messages wait unacknowledged (retry in %.1fs): %s",
+                          len(items), delay, str(e).splitlines()[0])
+            if self._stop.wait(delay):
+                return False
+            delay = min(delay * 2, RETRY_MAX_SECONDS)
+            items = self._live(items)
+        else:
+            return False
+        self.stats.add(batches=1)
+        self._send_acks(acks)
+        self._puback([m for m, _ in items])
+        return True
+
+    def _take_batch(self) -> list[Inbound]:
+        try:
+            batch = [self._queue.get(timeout=0.2)]
+        except queue.Empty:
+            return []
+        while len(batch) < self.batch_max:
+            try:
+                batch.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        self.stats.add(received=len(batch))
+        return batch
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take_batch()
+            delay = RETRY_MIN_SECONDS
+            while batch:
+                try:
+                    self.handle_batch(batch)
+                    break
+                except Exception:
+                    # A bug must neither stop ingest nor drop the batch: left unacknowledged
+                    # it would hold the broker's in-flight slots until the next reconnect.
+                    log.exception("unexpected error handling %d messages; retrying", len(batch))
+                if self._stop.wait(delay):
+                    return
+                delay = min(delay * 2, RETRY_MAX_SECONDS)
+                with self._gen_lock:
+                    batch = [m for m in batch if m.generation == self._generation]
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def start(self) -> "Consumer":
+        m = self.config.mqtt
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = m.session_expiry_seconds
+        # Bounds the unacknowledged messages the broker pushes at us (Mosquitto honours
+        # a v5 client's Receive Maximum): one batch in the works, the next arriving.
+        props.ReceiveMaximum = min(2 * self.batch_max, 65535)
+        self._stop.clear()
+        self._worker = threading.Thread(target=self._work, name="consumer-worker", daemon=True)
+        self._worker.start()
+        # connect_async + loop_start: paho keeps retrying until the broker answers.
+        self._client.connect_async(m.host, m.port, keepalive=m.keepalive, clean_start=False, properties=props)
+        self._client.loop_start()
+        log.info("consumer %r starting (broker %s:%d, shared group %s)", m.client_id, m.host, m.port,
+                 m.shared_group or "none")
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the batch in hand, then disconnect; queued messages stay with the broker."""
+        self._stop.set()
+        if self._worker is not None:
+            self._worker.join(timeout)
+            self._worker = None
+        self._client.disconnect()
+        self._client.loop_stop()
+        log.info("consumer stopped: %s", self.stats.snapshot())
+
+    def run(self, stop_event: threading.Event) -> None:
+        self.start()
+        try:
+            stop_event.wait()
+        finally:
+            self.stop()
+
+
+def _is_transient(e: DBAPIError) -> bool:
+    """Only data and constraint errors are about the message itself. Anything else
+    (server down, SQLite locked, missing table, no permission) is the database's
+    problem: retry rather than dead-letter good events."""
+    return not isinstance(e, (DataError, IntegrityError))
+
+
+# --- service entry point ---------------------------------------------------------------
+
+
+def run_central(config_path: str | Path, stop_event: threading.Event | None = None) -> None:
+    """Load the config, prepare the database, import places, consume until SIGINT/SIGTERM
+    (or `stop_event`). Raises ConfigError for an unusable config or places file."""
+    cfg = load_central(config_path)
+    store = Store(cfg.database)
+    store.create_all()
+    if cfg.places_file is not None:
+        n_places, n_periods = import_places(store, cfg.places_file)
+        log.info("imported %d places and %d camera periods from %s", n_places, n_periods, cfg.places_file)
+    stop = stop_event or threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    try:
+        Consumer(cfg, store).run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        store.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m broker.consumer", description="Vaktpost central consumer")
+    ap.add_argument("--config", required=True, type=Path, help="central YAML config")
+    ap.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        run_central(args.config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

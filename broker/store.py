@@ -1,0 +1,452 @@
+"""The place log: events, dead letters, places and camera assignments (SQLAlchemy Core).
+
+Works on SQLite (one file, WAL) and PostgreSQL (psycopg 3). Times are stored as
+UTC and always come back timezone-aware.
+
+Redelivery and updates of one event (decided here, documented in docs/central.md):
+a node publishes an event again while it lasts (``ended_at`` null, fresh
+confidence/region) and once more when it ends; MQTT QoS 1 may also deliver any
+copy twice. ``event_id`` is the primary key, so there is never more than one row
+per event. A later copy replaces the stored one only if the stored row has not
+ended yet and the copy is *more final*: it has ended, it carries a higher ``seq``,
+or it has the same ``seq`` (nodes keep one seq for all copies of an event) and a
+different payload (a newer running state). An ended row is never changed again,
+so a late redelivery of an older copy cannot undo the end of an event; an
+identical copy changes nothing.
+
+The place of an event is the place its camera was assigned to at ``started_at``
+(``valid_from <= started_at < valid_to``; an open ``valid_to`` means "still").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    cast,
+    create_engine,
+    delete,
+    event,
+    func,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.types import DateTime, TypeDecorator
+
+from edge import topics
+from edge.event import Event, Heartbeat, Status
+
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(t: datetime) -> datetime:
+    """Aware UTC; a naive time is taken to be UTC already."""
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+class UtcDateTime(TypeDecorator):
+    """timestamptz on PostgreSQL; naive UTC text on SQLite (which has no zones).
+    Either way Python sees aware UTC datetimes, and SQLite values compare correctly
+    because they all share one format and one zone."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        if value is None:
+            return None
+        value = as_utc(value)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        return None if value is None else as_utc(value)
+
+
+# Dead letter ids grow without bound on PostgreSQL; SQLite only autoincrements INTEGER.
+_BigId = BigInteger().with_variant(Integer(), "sqlite")
+_Ident = String(63)
+
+metadata = MetaData()
+
+places = Table(
+    "places",
+    metadata,
+    Column("id", _Ident, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("district", String(200)),
+    Column("address", String(300)),
+    Column("lat", Float),
+    Column("lon", Float),
+)
+
+camera_assignments = Table(
+    "camera_assignments",
+    metadata,
+    Column("node_id", _Ident, primary_key=True),
+    Column("camera_id", _Ident, primary_key=True),
+    Column("valid_from", UtcDateTime(), primary_key=True),
+    Column("valid_to", UtcDateTime()),
+    Column("place_id", _Ident, ForeignKey("places.id"), nullable=False),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("seq", BigInteger, nullable=False),
+    Column("node_id", _Ident, nullable=False),
+    Column("camera_id", _Ident),
+    Column("place_id", _Ident, ForeignKey("places.id")),
+    Column("type", String(32), nullable=False),
+    Column("subtype", String(32)),
+    Column("zone", String(64)),
+    Column("started_at", UtcDateTime(), nullable=False),
+    Column("ended_at", UtcDateTime()),
+    Column("confidence", Float, nullable=False),
+    Column("region", JSON(none_as_null=True)),
+    Column("topic", Text, nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False),  # first copy
+    Column("updated_at", UtcDateTime(), nullable=False),  # copy now stored
+    Column("payload", JSON, nullable=False),
+    Index("ix_events_place_started", "place_id", "started_at"),
+    Index("ix_events_started", "started_at"),
+    Index("ix_events_camera_started", "node_id", "camera_id", "started_at"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("topic", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("received_at", UtcDateTime(), nullable=False, index=True),
+)
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("node_id", _Ident, primary_key=True),
+    Column("state", String(16)),
+    Column("status_at", UtcDateTime()),
+    Column("heartbeat_at", UtcDateTime()),
+    Column("heartbeat", JSON(none_as_null=True)),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+# Columns a more final copy of an event may change.
+_EVENT_UPDATABLE = ("seq", "place_id", "subtype", "zone", "ended_at", "confidence", "region", "topic",
+                    "updated_at", "payload")
+
+
+def normalise_url(url: str) -> str:
+    """postgresql:// and postgres:// mean psycopg 3 (the driver the central extra installs)."""
+    u = make_url(url)
+    if u.drivername in ("postgresql", "postgres"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(busy_timeout_ms: int):
+    def on_connect(dbapi_conn, _record) -> None:
+        # WAL lets readers (the CLI) run while the consumer writes; NORMAL is durable
+        # against process crashes in WAL mode, which is what redelivery relies on.
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+    return on_connect
+
+
+def _place_at(node_id: str, camera_id: str | None, t: datetime):
+    """Scalar subquery: the place `node_id/camera_id` was assigned to at `t`."""
+    if camera_id is None:
+        return null()
+    ca = camera_assignments.c
+    return (
+        select(ca.place_id)
+        .where(ca.node_id == node_id, ca.camera_id == camera_id, ca.valid_from <= t,
+               or_(ca.valid_to.is_(None), ca.valid_to > t))
+        .order_by(ca.valid_from.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+
+
+def _more_final(new) -> Any:
+    """Upsert condition: may copy `new` (the EXCLUDED row) replace the stored event?
+    Nodes keep one seq for all copies of an event, so an equal seq with a different
+    payload is a newer running state; an identical copy is a redelivery (no write)."""
+    old = events.c
+    return and_(
+        old.ended_at.is_(None),
+        or_(
+            new.ended_at.is_not(None),
+            new.seq > old.seq,
+            and_(new.seq == old.seq, cast(new.payload, Text) != cast(old.payload, Text)),
+        ),
+    )
+
+
+def _event_row(ev: Event, topic: str, now: datetime) -> dict[str, Any]:
+    return {
+        "event_id": ev.event_id,
+        "seq": ev.seq,
+        "node_id": ev.node_id,
+        "camera_id": ev.camera_id,
+        "type": ev.type.value,
+        "subtype": ev.subtype,
+        "zone": ev.zone,
+        "started_at": ev.started_at,
+        "ended_at": ev.ended_at,
+        "confidence": ev.confidence,
+        "region": ev.region,
+        "topic": topic,
+        "received_at": now,
+        "updated_at": now,
+        "payload": ev.model_dump(mode="json", by_alias=True),
+    }
+
+
+def default_topic(ev: Event) -> str:
+    if ev.camera_id is None:
+        return f"{topics.node_prefix(ev.node_id)}/events"
+    return topics.events(ev.node_id, ev.camera_id)
+
+
+def _clean_text(s: str) -> str:
+    # PostgreSQL text cannot hold NUL; error messages may quote hostile input.
+    return s.replace("\x00", "\\x00")
+
+
+@dataclass
+class StoreTx:
+    """Operations inside one transaction (from `Store.begin()`)."""
+
+    conn: Connection
+    _insert: Any  # sqlite.insert or postgresql.insert: both have on_conflict_do_*
+
+    def insert_event(self, ev: Event, *, topic: str, received_at: datetime | None = None) -> bool:
+        """Store `ev`; True if a row was added or made more final, False for a redelivery."""
+        now = as_utc(received_at) if received_at else utcnow()
+        ins = self._insert(events).values(**_event_row(ev, topic, now),
+                                          place_id=_place_at(ev.node_id, ev.camera_id, ev.started_at))
+        stmt = ins.on_conflict_do_update(
+            index_elements=[events.c.event_id],
+            set_={c: ins.excluded[c] for c in _EVENT_UPDATABLE},
+            where=_more_final(ins.excluded),
+        )
+        # RETURNING yields a row only if the insert or the update happened: rowcount
+        # of an INSERT is not reliable across drivers.
+        return self.conn.execute(stmt.returning(events.c.event_id)).first() is not None
+
+    def dead_letter(self, topic: str, payload: bytes, error: str, *, received_at: datetime | None = None) -> int:
+        res = self.conn.execute(
+            dead_letters.insert().values(topic=_clean_text(topic), payload=bytes(payload),
+                                         error=_clean_text(error), received_at=received_at or utcnow())
+        )
+        return int(res.inserted_primary_key[0])
+
+    def record_status(self, st: Status) -> None:
+        self._upsert_node(st.node_id, state=st.state, status_at=st.at or utcnow())
+
+    def record_heartbeat(self, hb: Heartbeat) -> None:
+        self._upsert_node(hb.node_id, heartbeat_at=hb.at, heartbeat=hb.model_dump(mode="json"))
+
+    def _upsert_node(self, node_id: str, **values: Any) -> None:
+        values["updated_at"] = utcnow()
+        ins = self._insert(nodes).values(node_id=node_id, **values)
+        self.conn.execute(ins.on_conflict_do_update(index_elements=[nodes.c.node_id], set_=values))
+
+    def upsert_place(self, row: dict[str, Any]) -> None:
+        ins = self._insert(places).values(**row)
+        self.conn.execute(ins.on_conflict_do_update(
+            index_elements=[places.c.id], set_={k: v for k, v in row.items() if k != "id"}))
+
+    def replace_assignments(self, node_id: str, camera_id: str, rows: list[dict[str, Any]]) -> None:
+        """The camera's whole assignment history becomes `rows` (valid_from, valid_to, place_id)."""
+        ca = camera_assignments.c
+        self.conn.execute(delete(camera_assignments).where(ca.node_id == node_id, ca.camera_id == camera_id))
+        if rows:
+            self.conn.execute(camera_assignments.insert(),
+                              [{"node_id": node_id, "camera_id": camera_id, **r} for r in rows])
+
+    def reassign_places(self) -> int:
+        """Recompute every event's place from the assignments; returns rows changed."""
+        e, ca = events.c, camera_assignments.c
+        place = (
+            select(ca.place_id)
+            .where(ca.node_id == e.node_id, ca.camera_id == e.camera_id, ca.valid_from <= e.started_at,
+                   or_(ca.valid_to.is_(None), ca.valid_to > e.started_at))
+            .order_by(ca.valid_from.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        # Only rows whose place differs, so re-importing an unchanged registry writes nothing.
+        differs = or_(
+            and_(e.place_id.is_(None), place.is_not(None)),
+            and_(e.place_id.is_not(None), or_(place.is_(None), e.place_id != place)),
+        )
+        return self.conn.execute(update(events).where(differs).values(place_id=place)).rowcount
+
+
+class Store:
+    """The place log behind a SQLAlchemy URL (sqlite or postgresql)."""
+
+    def __init__(self, url: str, *, echo: bool = False,
+                 sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
+        self.url = normalise_url(url)
+        u = make_url(self.url)
+        if u.get_backend_name() == "sqlite":
+            self._insert = sqlite.insert
+            self.engine: Engine = create_engine(self.url, echo=echo)
+            event.listen(self.engine, "connect", _sqlite_pragmas(sqlite_busy_timeout_ms))
+        elif u.get_backend_name() == "postgresql":
+            self._insert = postgresql.insert
+            # pre_ping: after a database restart the pool hands out live connections again.
+            # A connect timeout so an unreachable server fails the batch (retried)
+            # instead of hanging the consumer; a URL's own connect_timeout wins.
+            args = {} if "connect_timeout" in u.query else {"connect_timeout": 10}
+            self.engine = create_engine(self.url, echo=echo, pool_pre_ping=True, connect_args=args)
+        else:
+            raise ValueError(f"database {u.get_backend_name()!r} is not supported: use sqlite or postgresql")
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def create_all(self) -> None:
+        metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def begin(self) -> Iterator[StoreTx]:
+        """One transaction: committed when the block ends, rolled back on an exception."""
+        with self.engine.begin() as conn:
+            yield StoreTx(conn, self._insert)
+
+    # --- writes (each its own transaction) ----------------------------------------
+
+    def insert_event(self, ev: Event, *, topic: str, received_at: datetime | None = None) -> bool:
+        with self.begin() as tx:
+            return tx.insert_event(ev, topic=topic, received_at=received_at)
+
+    def insert_many(self, items: Iterable[Event | tuple[Event, str]]) -> int:
+        """Store events, or (event, topic) pairs, in one transaction; returns how many
+        rows changed. A bare event is filed under the topic its node publishes it on."""
+        with self.begin() as tx:
+            changed = 0
+            for item in items:
+                ev, topic = item if isinstance(item, tuple) else (item, default_topic(item))
+                changed += tx.insert_event(ev, topic=topic)
+            return changed
+
+    def dead_letter(self, topic: str, payload: bytes, error: str) -> int:
+        with self.begin() as tx:
+            return tx.dead_letter(topic, payload, error)
+
+    # --- reads -------------------------------------------------------------------
+
+    def query_events(
+        self,
+        place: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        type: str | None = None,
+        node: str | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Newest first, with the place's name. `since`/`until` bound started_at
+        (since inclusive, until exclusive); naive times are taken as UTC."""
+        e = events.c
+        q = (
+            select(e.event_id, e.seq, e.node_id, e.camera_id, e.place_id, places.c.name.label("place_name"),
+                   e.type, e.subtype, e.zone, e.started_at, e.ended_at, e.confidence, e.region,
+                   e.received_at, e.updated_at)
+            .select_from(events.outerjoin(places, places.c.id == e.place_id))
+            .order_by(e.started_at.desc(), e.event_id.desc())
+            .limit(limit)
+        )
+        if place is not None:
+            q = q.where(e.place_id == place)
+        if since is not None:
+            q = q.where(e.started_at >= since)
+        if until is not None:
+            q = q.where(e.started_at < until)
+        if type is not None:
+            q = q.where(e.type == type)
+        if node is not None:
+            q = q.where(e.node_id == node)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def summary_by_place(self, since: datetime | None = None, until: datetime | None = None) -> list[dict[str, Any]]:
+        """Event counts per (place, type); events of unassigned cameras have place_id None."""
+        e = events.c
+        q = (
+            select(e.place_id, places.c.name.label("place_name"), e.type, func.count().label("count"))
+            .select_from(events.outerjoin(places, places.c.id == e.place_id))
+            .group_by(e.place_id, places.c.name, e.type)
+            .order_by(places.c.name.is_(None), places.c.name, e.type)
+        )
+        if since is not None:
+            q = q.where(e.started_at >= since)
+        if until is not None:
+            q = q.where(e.started_at < until)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def query_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        d = dead_letters.c
+        q = select(dead_letters).order_by(d.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def list_places(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(places).order_by(places.c.id))]
+
+    def list_assignments(self) -> list[dict[str, Any]]:
+        ca = camera_assignments.c
+        q = select(camera_assignments).order_by(ca.node_id, ca.camera_id, ca.valid_from)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
+    def list_nodes(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(nodes).order_by(nodes.c.node_id))]
+
+    def count_events(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(events)).scalar_one()
