@@ -1,0 +1,1 @@
+"""The `vaktpost` command line, the demo and the scene generator."""
