@@ -1,0 +1,133 @@
+"""The live node: one thread per camera runs its pipeline; events go to the outbox,
+the publisher drains the outbox to MQTT; a heartbeat reports health."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import datetime, timezone
+
+from . import topics
+from .config import Camera, NodeConfig
+from .event import Event, EventType, Heartbeat, uuid7
+from .health import FpsMeter, cpu_temperature
+from .lifecycle import Update
+from .outbox import Outbox
+from .pipeline import CameraPipeline
+from .sources import LatestFrame, describe
+from .transport import Publisher
+
+log = logging.getLogger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Node:
+    def __init__(self, config: NodeConfig):
+        self.config = config
+        self.node_id = config.node.id
+        s = config.spool
+        s.path.parent.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(s.path, s.max_events, s.when_full)
+        self.publisher = Publisher(self.node_id, config.mqtt, self.outbox)
+        self.meters = {c.id: FpsMeter() for c in config.cameras}
+        self._stop = threading.Event()
+
+    # -- events -------------------------------------------------------------
+    def emit(self, camera_id: str, updates: list[Update] | list[Event]) -> None:
+        for u in updates:
+            ev = u.event if isinstance(u, Update) else u
+            self.outbox.put(ev.event_id, topics.events(self.node_id, camera_id), ev.to_payload())
+        if updates:
+            self.publisher.notify()
+
+    def _health(self, camera_id: str, subtype: str, started: datetime) -> Event:
+        return Event(event_id=uuid7(int(started.timestamp() * 1000)), seq=self.outbox.next_seq(),
+                     node_id=self.node_id, camera_id=camera_id, type=EventType.health,
+                     subtype=subtype, started_at=started, confidence=1.0)
+
+    # -- cameras ------------------------------------------------------------
+    def _run_camera(self, cam: Camera, stop: threading.Event) -> None:
+        pipeline = CameraPipeline(self.node_id, cam, self.outbox.next_seq)
+        meter = self.meters[cam.id]
+        source = LatestFrame(cam.source, max_backoff=cam.reconnect_max_seconds,
+                             on_state=lambda lost, why: log.warning("camera %s: %s", cam.id, why)).start()
+        period = 1.0 / cam.fps
+        last_number = 0
+        last_frame_at = time.monotonic()
+        lost: Event | None = None
+        try:
+            while not stop.is_set():
+                tick = time.monotonic()
+                frame = source.wait_newer(last_number, timeout=min(1.0, cam.lost_after_seconds))
+                now = utcnow()
+                if frame is None:
+                    if source.ended.is_set():
+                        log.info("camera %s: %s ended", cam.id, describe(cam.source))
+                        break
+                    if lost is None and time.monotonic() - last_frame_at >= cam.lost_after_seconds:
+                        lost = self._health(cam.id, "camera_lost", now)
+                        log.error("camera %s: no frames for %.0f s", cam.id, cam.lost_after_seconds)
+                        self.emit(cam.id, [lost])
+                    continue
+                if lost is not None:
+                    self.emit(cam.id, [lost.model_copy(update={"ended_at": now})])
+                    log.info("camera %s: frames again", cam.id)
+                    lost = None
+                meter.frame(dropped=frame.number - last_number - 1)
+                last_number = frame.number
+                last_frame_at = time.monotonic()
+                try:
+                    self.emit(cam.id, pipeline.process(frame.image, now))
+                except Exception:  # one bad frame must not stop the camera
+                    log.exception("camera %s: frame %d could not be analysed", cam.id, frame.number)
+                # Hold the processing rate; frames arriving meanwhile are dropped.
+                stop.wait(max(0.0, period - (time.monotonic() - tick)))
+        finally:
+            self.emit(cam.id, pipeline.finish())
+            if lost is not None:
+                self.emit(cam.id, [lost.model_copy(update={"ended_at": utcnow()})])
+            source.stop()
+
+    def heartbeat(self) -> Heartbeat:
+        c = self.outbox.counters()
+        return Heartbeat(
+            node_id=self.node_id, at=utcnow(),
+            fps={k: round(m.fps(), 2) for k, m in self.meters.items()},
+            dropped_frames={k: m.dropped for k, m in self.meters.items()},
+            outbox_depth=c["depth"], outbox_dropped=c["dropped"], outbox_failed=c["failed"],
+            cpu_temp_c=cpu_temperature(),
+        )
+
+    def run(self, stop: threading.Event | None = None, *, drain_timeout: float = 10.0) -> None:
+        """Run until `stop` is set or every (file) source has ended."""
+        stop = stop or self._stop
+        cameras_stop = threading.Event()  # ours: `stop` may be shared with other nodes
+        self.publisher.start()
+        threads = [threading.Thread(target=self._run_camera, args=(c, cameras_stop), name=f"camera-{c.id}",
+                                    daemon=True)
+                   for c in self.config.cameras]
+        for t in threads:
+            t.start()
+        interval = self.config.mqtt.heartbeat_seconds
+        next_beat = 0.0
+        try:
+            while not stop.is_set() and any(t.is_alive() for t in threads):
+                if time.monotonic() >= next_beat:
+                    self.publisher.heartbeat(self.heartbeat())
+                    next_beat = time.monotonic() + interval
+                stop.wait(min(1.0, interval))
+        finally:
+            cameras_stop.set()
+            for t in threads:
+                t.join(timeout=10)
+            # Give the consumer a moment to acknowledge what is still in flight;
+            # whatever stays unacknowledged is kept in the outbox for next time.
+            deadline = time.monotonic() + drain_timeout
+            while self.outbox.depth() and time.monotonic() < deadline and self.publisher.connected:
+                time.sleep(0.1)
+            self.publisher.heartbeat(self.heartbeat())
+            self.publisher.stop()

@@ -1,0 +1,119 @@
+"""The spine end to end: video file → node → real Mosquitto → consumer → place log."""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+import yaml
+from mqtt_harness import Broker, wait_until
+
+from broker.central_config import CentralConfig
+from broker.consumer import Consumer
+from broker.places import import_places
+from broker.store import Store
+from edge.analyze import analyze
+from edge.config import parse
+from edge.node import Node
+from vaktpost.scenes import Figure, Scene, write_video
+
+PLACES = {
+    "places": [{"id": "ekbacken-yard", "name": "Ekbacken schoolyard", "kind": "schoolyard", "district": "Norra"}],
+    "cameras": [{"node": "node-a", "camera": "yard", "place": "ekbacken-yard", "from": "2020-01-01"}],
+}
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    # Two walkers 4 s apart: two motion events, ~12 s of real-time playback.
+    scene = Scene(duration_s=12, fps=10, seed=3, figures=[
+        Figure(0.5, 4.0, [(0.1, 0.7), (0.9, 0.75)]),
+        Figure(7.5, 11.0, [(0.9, 0.8), (0.2, 0.7)]),
+    ])
+    return write_video(scene, tmp_path_factory.mktemp("e2e") / "yard.avi")
+
+
+def node_config(broker: Broker, tmp_path: Path, video: Path, *, node_id="node-a", username="node-a") -> dict:
+    return {
+        "node": {"id": node_id},
+        "mqtt": {**broker.mqtt_config(username), "heartbeat_seconds": 1},
+        "spool": {"path": str(tmp_path / f"{node_id}-outbox.db")},
+        "cameras": [{"id": "yard", "source": str(video), "fps": 5}],
+    }
+
+
+@contextmanager
+def central(broker: Broker, tmp_path: Path):
+    (tmp_path / "places.yaml").write_text(yaml.safe_dump(PLACES))
+    cfg = CentralConfig.model_validate({
+        "database": f"sqlite:///{tmp_path / 'central.db'}",
+        "mqtt": {"host": broker.host, "port": broker.port, "username": "central",
+                 "password": broker.password("central"), "reconnect_max_seconds": 1},
+    })
+    store = Store(cfg.database)
+    store.create_all()
+    import_places(store, tmp_path / "places.yaml")
+    consumer = Consumer(cfg, store).start()
+    try:
+        assert consumer.ready.wait(15), "consumer did not subscribe"
+        yield store
+    finally:
+        consumer.stop()
+        store.close()
+
+
+def expected_events(video: Path, cfg) -> list:
+    return analyze(video, cfg, cfg.cameras[0], datetime.now(timezone.utc)).events
+
+
+def test_video_to_place_log(broker: Broker, tmp_path: Path, video: Path) -> None:
+    cfg = parse(node_config(broker, tmp_path, video))
+    expected = expected_events(video, cfg)
+    assert len(expected) == 2
+    with central(broker, tmp_path) as store:
+        node = Node(cfg)
+        node.run(drain_timeout=30)
+        rows = store.query_events()
+        assert len(rows) == len(expected)
+        assert {r["place_id"] for r in rows} == {"ekbacken-yard"}
+        assert all(r["type"] == "motion" and r["ended_at"] is not None for r in rows)
+        assert node.outbox.depth() == 0, "every event acknowledged end to end and deleted"
+        assert store.query_dead_letters() == []
+
+
+def test_node_cannot_publish_as_another_node(broker: Broker, tmp_path: Path, video: Path) -> None:
+    # Configured as node-b but holding node-a's credentials: the ACL refuses every event.
+    cfg = parse(node_config(broker, tmp_path, video, node_id="node-b", username="node-a"))
+    with central(broker, tmp_path) as store:
+        node = Node(cfg)
+        node.run(drain_timeout=5)
+        failed = node.outbox.rows(state="failed")
+        assert failed, "refused events are marked failed, not resent forever"
+        assert all("0x87" in (r.fail_reason or "") or "authori" in (r.fail_reason or "").lower() for r in failed)
+        assert store.count_events() == 0
+        assert node.outbox.counters()["failed"] >= len(failed)  # counts refused publishes (start and end)
+
+
+def test_broker_outage_loses_nothing(broker: Broker, tmp_path: Path, video: Path) -> None:
+    cfg = parse(node_config(broker, tmp_path, video))
+    expected = expected_events(video, cfg)
+    with central(broker, tmp_path) as store:
+        node = Node(cfg)
+        runner = threading.Thread(target=node.run, kwargs={"drain_timeout": 30})
+        runner.start()
+        # Take the broker away once the node is connected, and keep it away while the
+        # first walker's event is written to the outbox.
+        wait_until(lambda: node.publisher.connected, 15, message="node connected")
+        broker.stop()
+        wait_until(lambda: not node.publisher.connected, 15, message="node noticed the outage")
+        wait_until(lambda: node.outbox.depth() >= 1, 20, message="an event spooled during the outage")
+        broker.start()
+        runner.join(timeout=60)
+        assert not runner.is_alive()
+        wait_until(lambda: store.count_events() == len(expected), 30, message="all events stored")
+        rows = store.query_events()
+        assert len({r["event_id"] for r in rows}) == len(expected) == 2
+        assert node.outbox.depth() == 0

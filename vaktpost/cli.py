@@ -1,0 +1,264 @@
+"""The one `vaktpost` command line. Each command is a thin wrapper: the work lives
+in edge/ (node) and broker/ (central host); imports are lazy so the node does not
+load central-only libraries."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(help="Vaktpost: privacy-first camera monitoring for public buildings.",
+                  no_args_is_help=True, add_completion=False)
+config_app = typer.Typer(help="Node configuration files.", no_args_is_help=True)
+node_app = typer.Typer(help="Run a camera node.", no_args_is_help=True)
+broker_app = typer.Typer(help="Mosquitto configuration for the central host.", no_args_is_help=True)
+places_app = typer.Typer(help="The registry of places and camera assignments.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+app.add_typer(node_app, name="node")
+app.add_typer(broker_app, name="broker")
+app.add_typer(places_app, name="places")
+
+err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, greppable
+out = Console()
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _node_config(path: Path):
+    from edge.config import ConfigError, load
+    try:
+        return load(path)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+# -- node ------------------------------------------------------------------
+@config_app.command("check")
+def config_check(file: Path) -> None:
+    """Validate a node config; errors name the key and the problem."""
+    cfg = _node_config(file)
+    out.print(f"{file}: OK — node {cfg.node.id}, {len(cfg.cameras)} camera(s): "
+              + ", ".join(f"{c.id} ({len(c.zones)} zones)" for c in cfg.cameras))
+
+
+@config_app.command("example")
+def config_example() -> None:
+    """Print a commented example node config."""
+    from edge.config_example import example_yaml
+    sys.stdout.write(example_yaml())
+
+
+@node_app.command("run")
+def node_run(config: Annotated[Path, typer.Option("--config", "-c", help="Node YAML config")],
+             verbose: bool = False) -> None:
+    """Run the node: cameras → analysis → outbox → MQTT, until Ctrl-C."""
+    _logging(verbose)
+    from edge.node import Node
+    Node(_node_config(config)).run(_stop_on_signals())
+
+
+@app.command()
+def analyze(
+    video: Annotated[Path, typer.Argument(help="Video file to analyse")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Node YAML config")],
+    camera: Annotated[Optional[str], typer.Option(help="Camera id whose settings apply (default: first)")] = None,
+    start_time: Annotated[Optional[str], typer.Option(help="ISO 8601 wall-clock time of frame 0 (default: now)")] = None,
+    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write JSON lines here (default: stdout)")] = None,
+) -> None:
+    """Run the node pipeline over a video file without MQTT; one JSON line per event, final state."""
+    from rich.progress import BarColumn, Progress, TimeRemainingColumn
+
+    from edge.analyze import analyze as run, frame_total, write_jsonl
+    from edge.config import ConfigError
+    from edge.sources import SourceError
+
+    cfg = _node_config(config)
+    try:
+        cam = cfg.camera(camera)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    if start_time is None:
+        t0 = datetime.now(timezone.utc)
+    else:
+        try:
+            t0 = datetime.fromisoformat(start_time)
+        except ValueError:
+            raise _fail(f"--start-time: not ISO 8601: {start_time!r}") from None
+        if t0.tzinfo is None:
+            from zoneinfo import ZoneInfo
+            t0 = t0.replace(tzinfo=ZoneInfo(cfg.node.timezone))  # local time of the node
+    if not video.is_file():
+        raise _fail(f"{video}: no such file")
+    total = frame_total(video)
+    with Progress("[progress.description]{task.description}", BarColumn(), "{task.completed}/{task.total} frames",
+                  TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=True) as progress:
+        task = progress.add_task(f"analysing {video.name}", total=total)
+        try:
+            result = run(video, cfg, cam, t0, on_frame=lambda i: progress.update(task, completed=i + 1))
+        except SourceError as e:
+            raise _fail(str(e)) from None
+    text = write_jsonl(result.events, out_file)
+    if out_file is None:
+        sys.stdout.write(text)
+    counts = ", ".join(f"{n} {k}" for k, n in sorted(result.counts().items())) or "no events"
+    err.print(f"{video.name}: {result.frames_read} frames read, {result.frames_analysed} analysed "
+              f"at {cam.fps:g} fps over {result.duration_s:.1f} s → {counts}"
+              + (f"; written to {out_file}" if out_file else ""), highlight=False)
+
+
+@app.command()
+def schema(write: Annotated[bool, typer.Option(help="Write broker/schema/event.schema.json")] = False) -> None:
+    """Print (or write) the published JSON Schema of event payloads."""
+    from edge.event import json_schema
+    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
+    if write:
+        path = Path(__file__).resolve().parent.parent / "broker" / "schema" / "event.schema.json"
+        path.write_text(text)
+        err.print(f"wrote {path}")
+    else:
+        sys.stdout.write(text)
+
+
+# -- central host ------------------------------------------------------------
+@broker_app.command("init")
+def broker_init(
+    directory: Annotated[Path, typer.Argument(help="Directory for mosquitto.conf, passwd, acl, credentials.yaml")],
+    node: Annotated[list[str], typer.Option("--node", help="Node id (repeat for each node)")],
+    port: Annotated[int, typer.Option(help="Listener port")] = 1883,
+    bind: Annotated[str, typer.Option(help="Listener address")] = "0.0.0.0",
+) -> None:
+    """Write a ready Mosquitto config with per-node accounts and ACLs."""
+    from broker.mosquitto import init_broker
+    try:
+        init_broker(directory, node, port, bind_address=bind)
+    except (ValueError, RuntimeError, OSError) as e:
+        raise _fail(str(e)) from None
+    out.print(f"wrote {directory}/mosquitto.conf, passwd, acl and credentials.yaml (mode 0600)\n"
+              f"start it with: mosquitto -c {directory.resolve()}/mosquitto.conf")
+
+
+def _central_config(path: Path | None, database: str | None):
+    from broker.central_config import CentralConfig, load_central
+    from edge.config import ConfigError
+    try:
+        cfg = load_central(path) if path else CentralConfig()
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    if database:
+        cfg = cfg.model_copy(update={"database": database})
+    return cfg
+
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Central YAML config")]
+DbOpt = Annotated[Optional[str], typer.Option("--database", help="SQLAlchemy URL (overrides the config)")]
+
+
+@app.command()
+def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")],
+            verbose: bool = False) -> None:
+    """Run the central consumer: MQTT → place log, acknowledging after each commit."""
+    _logging(verbose)
+    from broker.consumer import run_central
+    from edge.config import ConfigError
+    try:
+        run_central(config)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+
+
+@places_app.command("import")
+def places_import(file: Path, config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Import places and camera assignments from YAML (re-import is idempotent)."""
+    from broker.places import import_places
+    from broker.store import Store
+    from edge.config import ConfigError
+    cfg = _central_config(config, database)
+    store = Store(cfg.database)
+    store.create_all()
+    try:
+        n_places, n_cams = import_places(store, file)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    out.print(f"imported {n_places} places and {n_cams} camera periods")
+
+
+def _since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    import re
+    from datetime import timedelta
+    m = re.fullmatch(r"(\d+)([mhd])", value)
+    if m:
+        unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
+        return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+    try:
+        t = datetime.fromisoformat(value)
+    except ValueError:
+        raise _fail(f"--since: expected ISO 8601 or an age like 30m, 12h, 7d: {value!r}") from None
+    return t if t.tzinfo else t.astimezone()
+
+
+@app.command()
+def events(
+    config: ConfigOpt = None, database: DbOpt = None,
+    place: Annotated[Optional[str], typer.Option(help="Place id")] = None,
+    since: Annotated[Optional[str], typer.Option(help="ISO 8601 time or age such as 12h, 7d")] = None,
+    type: Annotated[Optional[str], typer.Option("--type", help="Event type, e.g. motion")] = None,
+    limit: Annotated[int, typer.Option(help="Rows at most")] = 200,
+) -> None:
+    """Print the place log as a table, newest first."""
+    from rich.table import Table
+
+    from broker.store import Store
+    cfg = _central_config(config, database)
+    store = Store(cfg.database)
+    rows = store.query_events(place=place, since=_since(since), type=type, limit=limit)
+    table = Table(title=f"place log ({len(rows)} events)")
+    for col in ("started (UTC)", "ended", "place", "node/camera", "type", "zone", "conf"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            r["ended_at"].strftime("%H:%M:%S") if r["ended_at"] else "—",
+            r["place_name"] or r["place_id"] or "(unassigned)", f"{r['node_id']}/{r['camera_id'] or '-'}",
+            r["type"] + (f"/{r['subtype']}" if r["subtype"] else ""), r["zone"] or "", f"{r['confidence']:.2f}",
+        )
+    out.print(table)
+
+
+@app.command()
+def demo(
+    workdir: Annotated[Optional[Path], typer.Option(help="Keep the demo's files here (default: a temp dir, removed)")] = None,
+    nodes: Annotated[int, typer.Option(min=1, max=2, help="Number of camera nodes")] = 2,
+) -> None:
+    """Mosquitto + nodes over generated scenes + central consumer, then a per-place summary."""
+    from vaktpost.demo import run_demo
+    raise typer.Exit(run_demo(workdir, nodes=nodes, console=out))
+
+
+if __name__ == "__main__":
+    app()

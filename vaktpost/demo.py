@@ -1,0 +1,160 @@
+"""`vaktpost demo`: the whole spine on one machine, cleaned up afterwards.
+
+A local Mosquitto on a free port (configured by `broker init`), one or two nodes
+playing generated scenes as cameras, the central consumer on SQLite, and at the end
+a per-place summary of what was logged.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+SCENE_OF_NODE = {"node-a": ("yard", "schoolyard"), "node-b": ("park", "park")}
+
+PLACES = {
+    "places": [
+        {"id": "ekbacken-school-yard", "name": "Ekbacken school, schoolyard", "kind": "schoolyard",
+         "district": "Norra", "address": "Ekbacksvägen 4", "coordinates": [59.3401, 18.0312]},
+        {"id": "linden-park", "name": "Linden park", "kind": "park", "district": "Södra",
+         "address": "Lindgatan 1", "coordinates": [59.3102, 18.0755]},
+    ],
+    "cameras": [
+        {"node": "node-a", "camera": "yard", "place": "ekbacken-school-yard", "from": "2020-01-01"},
+        {"node": "node-b", "camera": "park", "place": "linden-park", "from": "2020-01-01"},
+    ],
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"mosquitto exited: {proc.stderr.read().decode(errors='replace')}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"mosquitto did not listen on port {port} within {timeout:.0f} s")
+
+
+def _node_config(node_id: str, camera_id: str, video: Path, port: int, password: str, work: Path) -> dict:
+    return {
+        "node": {"id": node_id},
+        "mqtt": {"host": "127.0.0.1", "port": port, "password": password, "heartbeat_seconds": 5},
+        "spool": {"path": str(work / f"{node_id}-outbox.db")},
+        "cameras": [{
+            "id": camera_id, "source": str(video), "fps": 5,
+            "zones": [{"name": "ground", "polygon": [[0, 0.45], [1, 0.45], [1, 1], [0, 1]],
+                       "armed": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
+                                  "from": "00:00", "to": "24:00"}]}],
+        }],
+    }
+
+
+def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = None) -> int:
+    from broker.consumer import Consumer
+    from broker.central_config import CentralConfig
+    from broker.mosquitto import init_broker, mosquitto_binary
+    from broker.places import import_places
+    from broker.store import Store
+    from edge.config import parse
+    from edge.node import Node
+    from vaktpost.scenes import demo_scenes, write_video
+
+    console = console or Console()
+    temp = workdir is None
+    work = Path(tempfile.mkdtemp(prefix="vaktpost-demo-")) if temp else workdir
+    work.mkdir(parents=True, exist_ok=True)
+    node_ids = list(SCENE_OF_NODE)[:nodes]
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    mosq = None
+    try:
+        port = free_port()
+        console.print(f"[bold]1/5[/bold] broker config for {', '.join(node_ids)} in {work}")
+        # The demo's broker runs as the demo's user: Mosquitto started as root would
+        # otherwise drop to `mosquitto`, which may not reach a private work directory.
+        run_as = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
+        creds = init_broker(work / "broker", node_ids, port, bind_address="127.0.0.1", run_as=run_as)
+        mosq = subprocess.Popen([mosquitto_binary(), "-c", str(work / "broker" / "mosquitto.conf")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for_port(port, mosq)
+        console.print(f"[bold]2/5[/bold] mosquitto listening on 127.0.0.1:{port}")
+
+        scenes = demo_scenes()
+        configs = []
+        for node_id in node_ids:
+            camera_id, scene_name = SCENE_OF_NODE[node_id]
+            video = write_video(scenes[scene_name], work / f"{scene_name}.avi")
+            cfg = _node_config(node_id, camera_id, video, port, creds.nodes[node_id].password, work)
+            (work / f"{node_id}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+            configs.append(parse(cfg, source=node_id))
+        console.print(f"[bold]3/5[/bold] generated scenes: {', '.join(SCENE_OF_NODE[n][1] for n in node_ids)}")
+
+        (work / "places.yaml").write_text(yaml.safe_dump(PLACES, sort_keys=False, allow_unicode=True))
+        central_cfg = CentralConfig.model_validate({
+            "database": f"sqlite:///{work / 'central.db'}",
+            "mqtt": {"host": "127.0.0.1", "port": port, "username": creds.consumer.username,
+                     "password": creds.consumer.password, "client_id": "vaktpost-demo-central"},
+        })
+        store = Store(central_cfg.database)
+        store.create_all()
+        import_places(store, work / "places.yaml")
+        consumer = Consumer(central_cfg, store)
+        consumer_stop = threading.Event()
+        consumer_thread = threading.Thread(target=consumer.run, args=(consumer_stop,), daemon=True)
+        consumer_thread.start()
+        console.print("[bold]4/5[/bold] central consumer running on SQLite; nodes playing their cameras "
+                      "(about half a minute, Ctrl-C stops early)")
+
+        node_threads = [threading.Thread(target=Node(c).run, args=(stop,), daemon=True) for c in configs]
+        for t in node_threads:
+            t.start()
+        for t in node_threads:
+            while t.is_alive():
+                t.join(timeout=0.2)  # short joins keep Ctrl-C responsive
+        consumer_stop.set()
+        consumer_thread.join(timeout=10)
+
+        console.print("[bold]5/5[/bold] place log summary")
+        table = Table()
+        for col in ("place", "type", "events"):
+            table.add_column(col)
+        for row in store.summary_by_place():
+            table.add_row(row["place_name"] or "(unassigned)", row["type"], str(row["count"]))
+        console.print(table)
+        console.print(f"{store.count_events()} events logged, {len(store.query_dead_letters())} dead letters; "
+                      f"database {work / 'central.db'}" + (" (removed)" if temp else ""))
+        return 130 if stop.is_set() else 0
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if mosq is not None:
+            mosq.terminate()
+            try:
+                mosq.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                mosq.kill()
+        if temp:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            console.print(f"files kept in {work}")
