@@ -82,6 +82,11 @@ def test_video_to_place_log(broker: Broker, tmp_path: Path, video: Path) -> None
         assert all(r["type"] == "motion" and r["ended_at"] is not None for r in rows)
         assert node.outbox.depth() == 0, "every event acknowledged end to end and deleted"
         assert store.query_dead_letters() == []
+        # Status and heartbeat reached the consumer too; the node left cleanly.
+        (node_row,) = [n for n in store.list_nodes() if n["node_id"] == "node-a"]
+        assert node_row["state"] == "offline"
+        assert node_row["heartbeat"]["fps"]["yard"] > 0
+        assert node_row["heartbeat"]["outbox_depth"] == 0
 
 
 def test_node_cannot_publish_as_another_node(broker: Broker, tmp_path: Path, video: Path) -> None:
