@@ -1,0 +1,211 @@
+"""People rules: intrusion and loitering events from confirmed tracks, zones and schedules.
+
+Where a person is: the *foot point*, the bottom centre of the box, because that is
+where they stand; a head leaning over a fence line does not put anyone inside.
+
+Each (track, zone, rule) gets its own `Lifecycle`:
+
+* intrusion: active while the foot point is inside the zone and the zone is armed
+  (its schedule at the sighting's wall-clock time, node time zone); starts after
+  `intrusion_min_seconds`.
+* loitering: active while the foot point is inside the zone (and, with
+  `loiter_armed_only`, the zone is armed); starts once the person has been there
+  `loiter_seconds`. `started_at` is when they *entered*, the event is published
+  only when the threshold is crossed.
+
+The lifecycle's `merge_gap` is `reenter_gap`: leaving and coming back within it
+continues the same event. An event ends when the person has been seen outside the
+zone for longer than `reenter_gap`, or when the tracker drops the track; `ended_at`
+is the last sighting inside the zone.
+
+Only *new sightings* count: a track whose `last_seen` did not change since the
+previous step (the detector did not run, or missed them) is no information, not
+absence. Track ids stay inside this module; events carry zone and region only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Callable, Protocol, Sequence
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .config import Zone
+from .event import EventType
+from .lifecycle import EventIdentity, Lifecycle, Update
+from .schedule import is_armed
+from .track import Box, TrackerSettings
+
+Seconds = Annotated[float, Field(gt=0)]
+
+
+class RulesSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    intrusion: bool = Field(True, description="Report people inside armed zones (intrusion events)")
+    intrusion_min_seconds: float = Field(
+        1.0, ge=0, description="Seconds a person must be inside an armed zone before an intrusion event starts",
+    )
+    loitering: bool = Field(True, description="Report people staying long in a zone (loitering events)")
+    loiter_seconds: float = Field(
+        60.0, gt=0,
+        description="Seconds a person must stay in a zone before a loitering event is published; "
+        "the event's started_at is when they entered",
+    )
+    loiter_seconds_by_zone: dict[str, Seconds | None] = Field(
+        default_factory=dict,
+        description="Per-zone loiter_seconds, keyed by zone name; null turns loitering off for that zone "
+        "(e.g. a bench where sitting is normal)",
+    )
+    loiter_armed_only: bool = Field(
+        False, description="Count loitering only while the zone is armed; false: at any time",
+    )
+    reenter_gap: float = Field(
+        5.0, ge=0,
+        description="Seconds a person may be out of a zone and come back with the event continuing; also "
+        "how long after leaving an event ends. Must be at least tracker.max_age_seconds",
+    )
+    update_interval: float = Field(
+        10.0, gt=0, description="Seconds between update messages of a running intrusion or loitering event",
+    )
+    tracker: TrackerSettings = Field(
+        default_factory=TrackerSettings, description="Person tracker (edge/track.py) feeding these rules",
+    )
+
+    @model_validator(mode="after")
+    def _gap_covers_tracker_memory(self) -> "RulesSettings":
+        # A person unseen for a moment stays the same track for max_age_seconds; a shorter
+        # reenter_gap would still cut their one event in two.
+        if self.reenter_gap < self.tracker.max_age_seconds:
+            raise ValueError(
+                f"reenter_gap ({self.reenter_gap}) must be at least tracker.max_age_seconds "
+                f"({self.tracker.max_age_seconds}), or one person's event splits while the detector misses them"
+            )
+        return self
+
+
+class TrackLike(Protocol):
+    """What the rules read from edge.track.Track."""
+
+    @property
+    def id(self) -> int: ...  # pragma: no cover
+
+    @property
+    def box(self) -> Box: ...  # pragma: no cover
+
+    @property
+    def score(self) -> float: ...  # pragma: no cover
+
+    @property
+    def last_seen(self) -> float: ...  # pragma: no cover
+
+
+# ---- pure helpers --------------------------------------------------------
+
+
+def foot_point(box: Box) -> tuple[float, float]:
+    return (box[0] + box[2]) / 2, box[3]
+
+
+def point_in_polygon(x: float, y: float, polygon: Sequence[Sequence[float]]) -> bool:
+    """Even-odd ray casting; points on an edge may fall either way."""
+    inside = False
+    n = len(polygon)
+    for i in range(n):
+        x1, y1 = polygon[i]
+        x2, y2 = polygon[(i + 1) % n]
+        if (y1 > y) != (y2 > y):
+            cross_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
+            if x < cross_x:
+                inside = not inside
+    return inside
+
+
+def zone_rules(zone: str, s: RulesSettings) -> list[tuple[EventType, float, bool]]:
+    """(event type, seconds before it starts, needs the zone armed) for one zone."""
+    out = []
+    if s.intrusion:
+        out.append((EventType.intrusion, s.intrusion_min_seconds, True))
+    if s.loitering:
+        seconds = s.loiter_seconds_by_zone.get(zone, s.loiter_seconds)
+        if seconds is not None:
+            out.append((EventType.loitering, seconds, s.loiter_armed_only))
+    return out
+
+
+# ---- state ---------------------------------------------------------------
+
+
+class PeopleRules:
+    """Intrusion and loitering for one camera. Feed it the output of one `Tracker`;
+    recreate both together (track ids restart with a new tracker)."""
+
+    def __init__(self, node_id: str, camera_id: str, zones: Sequence[Zone], tz: str,
+                 settings: RulesSettings | None, next_seq: Callable[[], int]):
+        self.settings = s = settings or RulesSettings()
+        names = {z.name for z in zones}
+        unknown = sorted(set(s.loiter_seconds_by_zone) - names)
+        if unknown:
+            raise ValueError(f"loiter_seconds_by_zone names unknown zones: {', '.join(unknown)}")
+        self._zones = list(zones)
+        self._rules = {z.name: zone_rules(z.name, s) for z in zones}
+        self._tz = ZoneInfo(tz)
+        self._next_seq = next_seq
+        self._identity = {k: EventIdentity(node_id, camera_id, k) for k in (EventType.intrusion, EventType.loitering)}
+        self._seen: dict[int, float] = {}  # track id -> last_seen already processed
+        self._cycles: dict[int, dict[tuple[str, EventType], Lifecycle]] = {}
+
+    def step(self, tracks: Sequence[TrackLike], t: datetime) -> list[Update]:
+        """Feed the tracker's current tracks at wall-clock time `t` (timezone-aware)."""
+        if t.tzinfo is None:
+            raise ValueError("PeopleRules.step needs a timezone-aware datetime")
+        out: list[Update] = []
+        present = {tr.id for tr in tracks}
+        for tid in sorted(set(self._seen) - present):
+            out += self._drop(tid)
+        armed: dict[str, bool] = {}  # evaluated at most once per zone and step
+        for tr in sorted(tracks, key=lambda tr: tr.id):
+            if self._seen.get(tr.id) == tr.last_seen:
+                continue  # no new sighting: neither presence nor absence
+            self._seen[tr.id] = tr.last_seen
+            out += self._sighting(tr, t, armed)
+        return out
+
+    def finish(self) -> list[Update]:
+        """End every running event (source ended, node stopping)."""
+        out: list[Update] = []
+        for tid in sorted(self._seen):
+            out += self._drop(tid)
+        return out
+
+    def _sighting(self, tr: TrackLike, t: datetime, armed: dict[str, bool]) -> list[Update]:
+        out: list[Update] = []
+        x, y = foot_point(tr.box)
+        cycles = self._cycles.setdefault(tr.id, {})
+        for zone in self._zones:
+            inside = point_in_polygon(x, y, zone.polygon)
+            for kind, seconds, needs_armed in self._rules[zone.name]:
+                active = inside
+                if active and needs_armed:
+                    if zone.name not in armed:
+                        armed[zone.name] = is_armed(zone.schedule, t, self._tz)
+                    active = armed[zone.name]
+                key = (zone.name, kind)
+                lc = cycles.get(key)
+                if lc is None:
+                    if not active:
+                        continue
+                    lc = cycles[key] = Lifecycle(self._identity[kind], self._next_seq, seconds,
+                                                 self.settings.reenter_gap, self.settings.update_interval)
+                out += lc.step(t, active, region=tr.box if active else None,
+                               confidence=tr.score, zone=zone.name)
+        return out
+
+    def _drop(self, tid: int) -> list[Update]:
+        # Track lost: its events end at the last sighting inside the zone.
+        self._seen.pop(tid, None)
+        out: list[Update] = []
+        for lc in self._cycles.pop(tid, {}).values():
+            out += lc.finish()
+        return out
