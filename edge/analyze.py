@@ -65,7 +65,7 @@ def analyze(video: Path, config: NodeConfig, camera: Camera, start_time: datetim
     if start_time.tzinfo is None:
         raise ValueError("start time must carry a time zone")
     seq = itertools.count()
-    pipeline = CameraPipeline(config.node.id, camera, lambda: next(seq))
+    pipeline = CameraPipeline(config.node.id, camera, lambda: next(seq), config.node.timezone)
     final: dict[str, Event] = {}
     result = AnalyzeResult()
     t = 0.0

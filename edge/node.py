@@ -10,9 +10,11 @@ from datetime import datetime, timezone
 
 from . import topics
 from .config import Camera, NodeConfig
+from .detectors import NullDetector
 from .event import Event, EventType, Heartbeat, uuid7
 from .health import FpsMeter, cpu_temperature
 from .lifecycle import Update
+from .modelfile import ModelError
 from .outbox import Outbox
 from .pipeline import CameraPipeline
 from .sources import LatestFrame, describe
@@ -51,7 +53,15 @@ class Node:
 
     # -- cameras ------------------------------------------------------------
     def _run_camera(self, cam: Camera, stop: threading.Event) -> None:
-        pipeline = CameraPipeline(self.node_id, cam, self.outbox.next_seq)
+        try:
+            pipeline = CameraPipeline(self.node_id, cam, self.outbox.next_seq, self.config.node.timezone)
+        except ModelError as e:
+            # Motion, tamper and scene change still work without the person detector.
+            log.error("camera %s: person detector unavailable: %s", cam.id, e)
+            self.emit(cam.id, [self._health(cam.id, "detector_unavailable", utcnow()).model_copy(
+                update={"ended_at": utcnow()})])
+            pipeline = CameraPipeline(self.node_id, cam, self.outbox.next_seq, self.config.node.timezone,
+                                      detector=NullDetector())
         meter = self.meters[cam.id]
         source = LatestFrame(cam.source, max_backoff=cam.reconnect_max_seconds,
                              on_state=lambda lost, why: log.warning("camera %s: %s", cam.id, why)).start()

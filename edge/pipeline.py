@@ -1,7 +1,14 @@
-"""One camera's analysis chain: frame → privacy masks → motion → event lifecycle.
+"""One camera's analysis chain:
+
+    frame → privacy masks → motion → person detector (on motion crops) → tracker
+          → rules (intrusion, loitering) ─┐
+    motion ───────────────────────────────┼→ event lifecycles → Updates
+    tamper, lasting scene change ─────────┘
 
 The same `CameraPipeline` runs live on the node (edge/node.py) and offline in
-`vaktpost analyze` (edge/analyze.py), so both produce identical events.
+`vaktpost analyze` (edge/analyze.py), so both produce identical events. Time is
+the frame's wall-clock time, never the machine's clock, so analysis is
+repeatable.
 """
 
 from __future__ import annotations
@@ -13,10 +20,14 @@ import cv2
 import numpy as np
 
 from .config import Camera
+from .detectors import Detector, create_detector
+from .detectors.regions import RegionDetector
 from .event import EventType
 from .lifecycle import EventIdentity, Lifecycle, Update
 from .masks import PrivacyMasker
 from .motion import MotionDetector
+from .rules import PeopleRules
+from .track import Tracker
 
 
 def zone_at(zones, x: float, y: float) -> str | None:
@@ -29,7 +40,10 @@ def zone_at(zones, x: float, y: float) -> str | None:
 
 
 class CameraPipeline:
-    def __init__(self, node_id: str, camera: Camera, next_seq: Callable[[], int]):
+    def __init__(self, node_id: str, camera: Camera, next_seq: Callable[[], int], tz: str,
+                 detector: Detector | None = None):
+        """`detector` None: build the configured one (raises ModelError when its model
+        is missing or fails its checksum). Pass `NullDetector()` to run without."""
         self.camera = camera
         self.masker = PrivacyMasker(camera.privacy_masks)
         self.motion = MotionDetector(camera.motion, camera.motion_masks)
@@ -38,13 +52,29 @@ class CameraPipeline:
             EventIdentity(node_id, camera.id, EventType.motion),
             next_seq, m.min_duration, m.merge_gap, m.update_interval,
         )
+        if detector is None:
+            detector = create_detector(camera.detector)
+        self.people = RegionDetector(detector, camera.detector) if camera.detector.kind != "none" else None
+        self.tracker = Tracker(camera.rules.tracker)
+        self.rules = PeopleRules(node_id, camera.id, camera.zones, tz, camera.rules, next_seq)
+        self.tracks: list = []
 
     def process(self, frame: np.ndarray, t: datetime) -> list[Update]:
         # Masks first: nothing downstream may see a masked pixel.
         frame = self.masker.apply(frame)
         result = self.motion.detect(frame)
-        region = None
-        zone = None
+        updates = self._motion(result, t)
+        if self.people is not None:
+            # Tracked people are looked at too: someone standing still fades from motion.
+            found = self.people.detect(frame, result.boxes, now=t.timestamp(),
+                                       watch=[tr.box for tr in self.tracks])
+            people = None if found is None else [d for d in found if d.label == "person"]
+            self.tracks = self.tracker.update(people, t.timestamp())
+            updates += self.rules.step(self.tracks, t)
+        return updates
+
+    def _motion(self, result, t: datetime) -> list[Update]:
+        region = zone = None
         if result.boxes:
             xs1, ys1, xs2, ys2 = zip(*result.boxes)
             region = (min(xs1), min(ys1), max(xs2), max(ys2))
@@ -55,4 +85,4 @@ class CameraPipeline:
                                        confidence=result.score, zone=zone)
 
     def finish(self) -> list[Update]:
-        return self.motion_events.finish()
+        return self.motion_events.finish() + self.rules.finish()

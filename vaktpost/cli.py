@@ -94,6 +94,7 @@ def analyze(
 
     from edge.analyze import analyze as run, frame_total, write_jsonl
     from edge.config import ConfigError
+    from edge.modelfile import ModelError
     from edge.sources import SourceError
 
     cfg = _node_config(config)
@@ -119,7 +120,7 @@ def analyze(
         task = progress.add_task(f"analysing {video.name}", total=total)
         try:
             result = run(video, cfg, cam, t0, on_frame=lambda i: progress.update(task, completed=i + 1))
-        except SourceError as e:
+        except (SourceError, ModelError) as e:
             raise _fail(str(e)) from None
     text = write_jsonl(result.events, out_file)
     if out_file is None:
