@@ -1,11 +1,23 @@
-"""Deterministic synthetic camera scenes for the demo, tests and benchmarks.
+"""Deterministic synthetic camera scenes for the demo, tests, benchmarks and evaluation.
 
 A scene is a static outdoor backdrop (sky, building with windows, ground,
-trees, fine texture), simple walking figures, an optional lights-on step,
-slow daylight drift and sensor noise. Everything is a function of
-(scene, t): the same scene and time always give the same frame, so tests can
-compare detections with the ground truth the scene carries (each figure's
-presence window, moving windows and box at any time).
+trees, fine texture) with, optionally:
+
+* people: simple drawn figures (no detector will take them for people; cheap,
+  dependency-free) or composited photographs (cut-outs of scikit-image's
+  `astronaut` and `camera` pictures, which a person detector does recognise),
+  moving along a path or standing;
+* changes to the scene itself: graffiti painted onto the wall, a bag left
+  behind, a bin taken away (`Prop`, `Graffiti`);
+* changes of the light: a lights-on step, slow daylight drift, a night/IR
+  switch (grayscale + contrast), rain streaks;
+* interference with the camera: lens covered, lens smeared, camera turned
+  (`LensCover`, `LensSmear`, `CameraTurn`);
+* sensor noise.
+
+Everything is a function of (scene, t): the same scene and time always give the
+same frame, so tests can compare detections with the ground truth the scene
+carries (each figure's presence window, moving windows and box at any time).
 
 Coordinates are normalised 0..1 as everywhere in Vaktpost (see edge/masks.py).
 """
@@ -24,6 +36,8 @@ import numpy as np
 
 Box = tuple[float, float, float, float]
 Color = tuple[int, int, int]  # BGR
+FigureKind = Literal["drawn", "astronaut", "cameraman"]
+PHOTO_KINDS: tuple[FigureKind, ...] = ("astronaut", "cameraman")
 
 _SHIFT = 4  # sub-pixel bits for cv2 drawing, so slow figures move smoothly
 _SKIN: Color = (120, 150, 190)
@@ -33,7 +47,12 @@ HALF_WIDTH = 0.17  # of figure height: half the widest extent of the drawn figur
 
 @dataclass
 class Figure:
-    """A person-like shape whose feet follow `path` while start_s <= t <= end_s.
+    """A person whose feet follow `path` while start_s <= t <= end_s.
+
+    `kind` "drawn" is a simple painted figure (legs, torso, head) that needs
+    nothing but OpenCV; "astronaut" and "cameraman" composite a cut-out of the
+    scikit-image photo of that name, scaled to `height`, for a person detector
+    to find (`color` applies to drawn figures only).
 
     Without `times` the figure walks at constant speed from the first point at
     start_s to the last at end_s. With `times` (one per point, start_s..end_s)
@@ -48,8 +67,11 @@ class Figure:
     color: Color = (150, 80, 40)
     times: list[float] | None = None
     name: str = "person"
+    kind: FigureKind = "drawn"
 
     def __post_init__(self) -> None:
+        if self.kind not in ("drawn", *PHOTO_KINDS):
+            raise ValueError(f"unknown figure kind {self.kind!r}")
         if self.end_s <= self.start_s:
             raise ValueError("end_s must be after start_s")
         if len(self.path) < 1:
@@ -104,16 +126,133 @@ class Figure:
     def moving(self, t: float) -> bool:
         return any(a <= t <= b for a, b in self.moving_windows())
 
+    def faces_left(self) -> bool:
+        """Photo figures are mirrored to face the way they walk (overall direction of the path)."""
+        return self.path[-1][0] < self.path[0][0]
+
     def box(self, t: float, aspect: float) -> Box | None:
-        """Normalised box around the drawn figure (clipped to the frame); `aspect` = width / height."""
+        """Normalised box around the figure (clipped to the frame); `aspect` = frame width / height."""
         pos = self.position(t)
         if pos is None:
             return None
         x, y = pos
-        half_w = HALF_WIDTH * self.height / aspect
+        if self.kind == "drawn":
+            half_w = HALF_WIDTH * self.height / aspect
+        else:
+            half_w = 0.5 * photo_aspect(self.kind) * self.height / aspect
         x1, y1 = max(0.0, x - half_w), max(0.0, y - self.height)
         x2, y2 = min(1.0, x + half_w), min(1.0, y)
         return (x1, y1, x2, y2) if x2 > x1 and y2 > y1 else None
+
+
+@dataclass
+class Prop:
+    """A still object standing on the ground: a `bag` someone leaves, a `bin` someone takes away.
+
+    (x, y) is the bottom centre, `size` the height, both normalised. It is in
+    the scene from `appears_s` (None: from the start) until `removed_s` (None:
+    to the end).
+    """
+
+    kind: Literal["bag", "bin"]
+    x: float
+    y: float
+    size: float = 0.07
+    appears_s: float | None = None
+    removed_s: float | None = None
+    color: Color | None = None  # default per kind
+
+    def present(self, t: float) -> bool:
+        return (self.appears_s is None or t >= self.appears_s) and (self.removed_s is None or t < self.removed_s)
+
+    def box(self, aspect: float) -> Box:
+        """Normalised box of the object; `aspect` = frame width / height."""
+        half_w = 0.5 * _PROP_ASPECT[self.kind] * self.size / aspect
+        return (self.x - half_w, self.y - self.size, self.x + half_w, self.y)
+
+
+_PROP_ASPECT = {"bag": 1.3, "bin": 0.65}  # width / height of the drawn object
+_PROP_COLOR: dict[str, Color] = {"bag": (40, 50, 110), "bin": (45, 105, 40)}
+
+
+@dataclass
+class Graffiti:
+    """Bright thick strokes painted between start_s and end_s (at constant pen speed), then staying.
+
+    `strokes` are polylines in normalised coordinates; `thickness` is normalised
+    to the frame height.
+    """
+
+    start_s: float
+    end_s: float
+    strokes: list[list[tuple[float, float]]]
+    color: Color = (200, 40, 230)  # BGR: a loud magenta-pink
+    thickness: float = 0.014
+
+    def __post_init__(self) -> None:
+        if self.end_s <= self.start_s:
+            raise ValueError("end_s must be after start_s")
+        if not self.strokes or any(len(st) < 2 for st in self.strokes):
+            raise ValueError("strokes need at least one polyline of two or more points")
+
+    def fraction(self, t: float) -> float:
+        """Share of the total stroke length painted at t."""
+        return min(1.0, max(0.0, (t - self.start_s) / (self.end_s - self.start_s)))
+
+
+@dataclass
+class CameraEffect:
+    """Something done to the camera from start_s: it ramps in over ramp_s, and out again from end_s.
+
+    `end_s` None means it stays to the end of the clip.
+    """
+
+    start_s: float
+    end_s: float | None = None
+    ramp_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.end_s is not None and self.end_s <= self.start_s:
+            raise ValueError("end_s must be after start_s")
+        if self.ramp_s < 0:
+            raise ValueError("ramp_s must not be negative")
+
+    def level(self, t: float) -> float:
+        """0 (no effect) .. 1 (full effect) at time t."""
+        def ramp(since: float) -> float:
+            return 1.0 if self.ramp_s == 0 else min(1.0, max(0.0, since / self.ramp_s))
+
+        if t < self.start_s:
+            return 0.0
+        on = ramp(t - self.start_s)
+        if self.end_s is not None and t >= self.end_s:
+            on = min(on, 1.0 - ramp(t - self.end_s))
+        return on
+
+
+@dataclass
+class LensCover(CameraEffect):
+    """A hand, cap or tape over the lens: the picture goes dark and near-uniform, only noise left."""
+
+    darkness: float = 16.0  # mean grey level of the covered picture
+    extra_noise: float = 2.5  # the camera raises its gain in the dark: more noise
+
+
+@dataclass
+class LensSmear(CameraEffect):
+    """Grease or spray on the lens: strong blur and a milky haze."""
+
+    blur_sigma: float = 8.0  # pixels at 640 wide; scaled with the frame width
+    haze: float = 0.3  # share of the picture replaced by a flat pale veil
+
+
+@dataclass
+class CameraTurn(CameraEffect):
+    """The camera pushed to look elsewhere: the whole view shifts and rotates, then stays."""
+
+    ramp_s: float = 1.0
+    shift: tuple[float, float] = (0.15, 0.04)  # of the frame width, height
+    angle_deg: float = 5.0
 
 
 @dataclass
@@ -130,6 +269,13 @@ class Scene:
     lights_gain: float = 1.4
     lights_offset: float = 10.0
     backdrop: Literal["schoolyard", "park"] = "schoolyard"
+    props: list[Prop] = field(default_factory=list)
+    graffiti: list[Graffiti] = field(default_factory=list)
+    camera_effects: list[CameraEffect] = field(default_factory=list)
+    rain: float = 0.0  # 0..1: density of rain streaks (1 = downpour) and the extra noise that comes with it
+    ir_at: float | None = None  # night mode from then on: grayscale under the camera's own IR light
+    ir_gain: float = 1.35  # contrast of the IR picture (IR light is harsh and local)
+    ir_offset: float = 10.0
 
     @property
     def frame_count(self) -> int:
@@ -243,22 +389,291 @@ def _draw_figure(img: np.ndarray, fig: Figure, t: float) -> None:
     cv2.ellipse(img, _pt(fx, fy - 0.91 * hp), axes, 0, 0, 360, _SKIN, -1, cv2.LINE_AA, _SHIFT)
 
 
-# --- rendering ----------------------------------------------------------------
+# --- photographs of people ----------------------------------------------------
+
+Rect = tuple[int, int, int, int]  # x, y, w, h in pixels
+
+# GrabCut seeds in each 512x512 photo: a rectangle around the person (outside is
+# background) and rectangles that surely are the person. The astronaut's
+# rectangle leaves out most of the flag and the shuttle, and her dark neck
+# ring is marked as person (GrabCut would otherwise give it to the dark
+# background it touches); the cameraman keeps his tripod, carried along like a bag.
+_PHOTO_SEEDS: dict[str, tuple[Rect, tuple[Rect, ...]]] = {
+    "astronaut": ((18, 8, 350, 504), ((170, 150, 140, 130), (60, 300, 250, 150))),
+    "cameraman": ((0, 55, 345, 457), ()),
+}
+
+
+def _photo(kind: str) -> np.ndarray:
+    """The BGR uint8 photograph behind a photo figure kind."""
+    try:
+        from skimage import data
+    except ImportError:  # the node never draws photo figures; only dev/eval needs scikit-image
+        raise RuntimeError("photo figures need scikit-image: pip install scikit-image") from None
+    if kind == "astronaut":
+        return np.ascontiguousarray(data.astronaut()[:, :, ::-1])
+    if kind == "cameraman":
+        return cv2.cvtColor(data.camera(), cv2.COLOR_GRAY2BGR)  # grayscale photo: 3 equal channels
+    raise ValueError(f"no photo for figure kind {kind!r}")
+
+
+def person_matte(image: np.ndarray, rect: Rect, sure: tuple[Rect, ...] = ()) -> np.ndarray:
+    """Rough person matte (float32 0..1) of a BGR photo: GrabCut seeded by `rect` (and the
+    `sure` person rectangles inside it), holes filled.
+
+    GrabCut runs at half resolution (four times faster, and the matte only needs
+    to be rough) with OpenCV's RNG seeded, so the matte is the same every run.
+    """
+    small = cv2.resize(image, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    mask = np.full(small.shape[:2], cv2.GC_BGD, np.uint8)
+    x, y, w, h = (v // 2 for v in rect)
+    mask[y : y + h, x : x + w] = cv2.GC_PR_FGD
+    for sx, sy, sw, sh in ((v // 2 for v in r) for r in sure):
+        mask[sy : sy + sh, sx : sx + sw] = cv2.GC_FGD
+    bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    cv2.setRNGSeed(12345)  # GrabCut's GMM initialisation draws from OpenCV's global RNG
+    cv2.grabCut(small, mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
+    fg = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
+    # Keep the largest blob and fill its small holes: GrabCut drops dark bits inside
+    # the person (shadows on a face, a glove) that belong to them. Large holes are
+    # real background seen through, e.g. the grass between tripod legs.
+    contours, hierarchy = cv2.findContours(fg, cv2.RETR_CCOMP, cv2.CHAIN_APPROX_NONE)
+    outer = [i for i in range(len(contours)) if hierarchy[0][i][3] < 0]
+    if not outer:
+        raise RuntimeError("GrabCut found no foreground in the seed rectangle")
+    body = max(outer, key=lambda i: cv2.contourArea(contours[i]))
+    solid = np.zeros_like(fg)
+    cv2.drawContours(solid, contours, body, 1, -1)
+    for i, c in enumerate(contours):
+        if hierarchy[0][i][3] == body and cv2.contourArea(c) > 0.02 * cv2.contourArea(contours[body]):
+            cv2.drawContours(solid, contours, i, 0, -1)
+    full = cv2.resize(solid.astype(np.float32), (image.shape[1], image.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.clip(cv2.GaussianBlur(full, (0, 0), 1.5), 0.0, 1.0)  # soft edge, no cut-out halo
+
+
+@lru_cache(maxsize=4)
+def photo_cutout(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(BGR uint8, alpha float32 0..1) of the person in photo `kind`, cropped to the matte."""
+    image = _photo(kind)
+    rect, sure = _PHOTO_SEEDS[kind]
+    alpha = person_matte(image, rect, sure)
+    ys, xs = np.nonzero(alpha > 0.5)
+    x1, x2, y1, y2 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    bgr, a = image[y1:y2, x1:x2].copy(), alpha[y1:y2, x1:x2].copy()
+    bgr.flags.writeable = a.flags.writeable = False  # cached and shared
+    return bgr, a
+
+
+def photo_aspect(kind: str) -> float:
+    """Width / height of the cut-out person in photo `kind`."""
+    bgr, _ = photo_cutout(kind)
+    return bgr.shape[1] / bgr.shape[0]
+
+
+@lru_cache(maxsize=64)
+def _sprite(kind: str, height_px: int, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The cut-out scaled to `height_px`: (BGR float32, alpha float32 with a trailing axis)."""
+    bgr, alpha = photo_cutout(kind)
+    width_px = max(1, int(round(height_px * bgr.shape[1] / bgr.shape[0])))
+    size = (width_px, height_px)
+    b = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA).astype(np.float32)
+    a = cv2.resize(alpha, size, interpolation=cv2.INTER_AREA)
+    if mirrored:
+        b, a = b[:, ::-1], a[:, ::-1]
+    return np.ascontiguousarray(b), np.ascontiguousarray(a)[:, :, None]
+
+
+def _blend(img: np.ndarray, sprite: np.ndarray, alpha: np.ndarray, x0: int, y0: int) -> None:
+    """Alpha-composite `sprite` onto `img` (uint8, in place) with its top-left at (x0, y0), clipped."""
+    h, w = img.shape[:2]
+    sh, sw = sprite.shape[:2]
+    cx1, cy1, cx2, cy2 = max(0, x0), max(0, y0), min(w, x0 + sw), min(h, y0 + sh)
+    if cx2 <= cx1 or cy2 <= cy1:
+        return
+    src = sprite[cy1 - y0 : cy2 - y0, cx1 - x0 : cx2 - x0]
+    a = alpha[cy1 - y0 : cy2 - y0, cx1 - x0 : cx2 - x0]
+    dst = img[cy1:cy2, cx1:cx2].astype(np.float32)
+    img[cy1:cy2, cx1:cx2] = np.clip(dst + a * (src - dst) + 0.5, 0, 255).astype(np.uint8)
+
+
+def _paste_photo(img: np.ndarray, fig: Figure, t: float) -> None:
+    pos = fig.position(t)
+    if pos is None:
+        return
+    h, w = img.shape[:2]
+    hp = max(4, int(round(fig.height * h)))
+    sprite, alpha = _sprite(fig.kind, hp, fig.faces_left())
+    fx, fy = pos[0] * w, pos[1] * h
+    if fig.moving(t):
+        # A cut-out cannot swing its legs; a small bounce per step reads as walking.
+        fy -= abs(math.sin(2 * math.pi * 1.0 * (t - fig.start_s))) * 0.015 * hp
+    else:
+        fx += math.sin(2 * math.pi * 0.3 * t) * 0.02 * hp  # a standing person sways
+    _blend(img, sprite, alpha, int(round(fx - sprite.shape[1] / 2)), int(round(fy - hp)))
+
+
+# --- objects and paint ---------------------------------------------------------
+
+
+def _draw_prop(img: np.ndarray, prop: Prop) -> None:
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = prop.box(w / h)
+    color = prop.color or _PROP_COLOR[prop.kind]
+    dark = tuple(int(c * 0.6) for c in color)
+    p1, p2 = _pt(x1 * w, y1 * h), _pt(x2 * w, y2 * h)
+    if prop.kind == "bag":
+        body_top = y1 + (y2 - y1) * 0.3  # the upper third is the handle
+        cv2.rectangle(img, _pt(x1 * w, body_top * h), p2, color, -1, cv2.LINE_AA, _SHIFT)
+        cv2.rectangle(img, _pt(x1 * w, body_top * h), p2, dark, max(1, int(0.004 * h)), cv2.LINE_AA, _SHIFT)
+        centre = _pt((x1 + x2) / 2 * w, body_top * h)
+        axes = _pt((x2 - x1) * 0.25 * w, (body_top - y1) * h)
+        cv2.ellipse(img, centre, axes, 0, 180, 360, dark, max(1, int(0.006 * h)), cv2.LINE_AA, _SHIFT)
+    else:  # bin: body, darker lid, vertical ribs
+        cv2.rectangle(img, p1, p2, color, -1, cv2.LINE_AA, _SHIFT)
+        lid_h = (y2 - y1) * 0.12
+        cv2.rectangle(img, p1, _pt(x2 * w, (y1 + lid_h) * h), dark, -1, cv2.LINE_AA, _SHIFT)
+        for k in (0.3, 0.5, 0.7):
+            x = x1 + (x2 - x1) * k
+            cv2.line(img, _pt(x * w, (y1 + 2 * lid_h) * h), _pt(x * w, (y2 - lid_h) * h), dark,
+                     max(1, int(0.004 * h)), cv2.LINE_AA, _SHIFT)
+
+
+def _draw_graffiti(img: np.ndarray, g: Graffiti, t: float) -> None:
+    """Paint the first `fraction(t)` of the strokes' total length (strokes in order)."""
+    budget = g.fraction(t)
+    if budget <= 0:
+        return
+    h, w = img.shape[:2]
+    strokes = [[(x * w, y * h) for x, y in st] for st in g.strokes]
+    lengths = [math.dist(a, b) for st in strokes for a, b in zip(st, st[1:])]
+    budget *= sum(lengths)
+    thick = max(1, int(round(g.thickness * h)))
+    for st in strokes:
+        for a, b in zip(st, st[1:]):
+            if budget <= 0:
+                return
+            d = math.dist(a, b)
+            k = 1.0 if d <= budget else budget / d
+            end = (a[0] + k * (b[0] - a[0]), a[1] + k * (b[1] - a[1]))
+            cv2.line(img, _pt(*a), _pt(*end), g.color, thick, cv2.LINE_AA, _SHIFT)
+            budget -= d
+
+
+# --- light, weather, camera ------------------------------------------------------
+
+
+def _illuminate(scene: Scene, img: np.ndarray, t: float) -> np.ndarray:
+    """Float32 frame under the light at t: daylight/lamps, or the camera's IR mode."""
+    out = img.astype(np.float32)
+    if scene.ir_at is not None and t >= scene.ir_at:
+        # Under IR, foliage and skin reflect strongly and colour is gone: weight red and
+        # green up. The camera's IR lamp is the only light, so daylight drift does not
+        # apply, and it lights what is near (the bottom of the picture) far more than
+        # the distant wall and the sky.
+        b, g, r = cv2.split(out)
+        grey = 0.15 * b + 0.45 * g + 0.4 * r
+        reach = _ir_falloff(scene.height)
+        grey = grey * (reach * np.float32(scene.ir_gain)) + np.float32(scene.ir_offset)
+        return cv2.merge([grey, grey, grey])
+    gain, offset = scene.brightness(t)
+    if gain != 1.0 or offset != 0.0:
+        out = out * np.float32(gain) + np.float32(offset)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _ir_falloff(height: int) -> np.ndarray:
+    """Column of IR lamp reach per row: 0.2 at the top of the picture (sky: nothing to light),
+    about 0.6 at the horizon, 1.1 at the bottom (the ground in front of the camera)."""
+    y = np.linspace(0.0, 1.0, height, dtype=np.float32)
+    out = (0.2 + 0.9 * y**1.5)[:, None].astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _turn(img: np.ndarray, turn: CameraTurn, level: float) -> np.ndarray:
+    h, w = img.shape[:2]
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), turn.angle_deg * level, 1.0)
+    m[0, 2] += turn.shift[0] * level * w
+    m[1, 2] += turn.shift[1] * level * h
+    # Reflecting the border stands in for the scenery the camera now sees; a black
+    # wedge would be a give-away no real camera shows.
+    return cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
+
+
+def _rain(out: np.ndarray, scene: Scene, index: int) -> None:
+    """Add thin bright slanted streaks, new ones every frame (in place)."""
+    h, w = out.shape[:2]
+    rng = np.random.default_rng([scene.seed, index, 1])
+    n = int(scene.rain * 0.0025 * w * h)  # 1.0 → ~575 streaks in 640x360
+    layer = np.zeros((h, w), np.float32)
+    xs, ys = rng.uniform(-0.1 * w, w, n), rng.uniform(-0.1 * h, h, n)
+    lengths = rng.uniform(0.03, 0.09, n) * h
+    slant = 0.3 + rng.normal(0.0, 0.04, n)  # wind: all lean the same way, a little jitter
+    levels = rng.uniform(30.0, 70.0, n)
+    for x, y, ln, s, v in zip(xs, ys, lengths, slant, levels):
+        cv2.line(layer, _pt(x, y), _pt(x + s * ln, y + ln), float(v), 1, cv2.LINE_AA, _SHIFT)
+    out += layer[:, :, None]
+
+
+def _smear(out: np.ndarray, smear: LensSmear, level: float) -> np.ndarray:
+    sigma = smear.blur_sigma * level * out.shape[1] / 640
+    if sigma > 0.3:
+        out = cv2.GaussianBlur(out, (0, 0), sigma)
+    veil = smear.haze * level
+    return out * np.float32(1 - veil) + np.float32(veil * 170.0)
+
+
+@lru_cache(maxsize=8)
+def _cover_field(width: int, height: int, seed: int, darkness: float) -> np.ndarray:
+    """The near-uniform dark picture of a covered lens: a faint blotchy glow, not a flat black."""
+    rng = np.random.default_rng([seed, 2])
+    field_ = darkness * _texture(rng, height, width, width / 12, 0.15)
+    out = np.repeat(field_[:, :, None], 3, axis=2).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def _cover(out: np.ndarray, scene: Scene, cover: LensCover, level: float) -> np.ndarray:
+    dark = _cover_field(scene.width, scene.height, scene.seed, cover.darkness)
+    return out * np.float32(1 - level) + dark * np.float32(level)
 
 
 def render_frame(scene: Scene, t: float) -> np.ndarray:
     """BGR uint8 frame (height, width, 3) of `scene` at time t seconds."""
+    index = int(round(t * scene.fps))
+    # The world: backdrop, what is in it, the people in front.
     img = _backdrop(scene.width, scene.height, scene.seed, scene.backdrop).copy()
+    for g in scene.graffiti:
+        _draw_graffiti(img, g, t)
+    for prop in scene.props:
+        if prop.present(t):
+            _draw_prop(img, prop)
     for fig in scene.figures:
-        _draw_figure(img, fig, t)
-    gain, offset = scene.brightness(t)
-    out = img.astype(np.float32)
-    if gain != 1.0 or offset != 0.0:
-        out = out * np.float32(gain) + np.float32(offset)
-    if scene.noise_sigma > 0:
+        (_draw_figure if fig.kind == "drawn" else _paste_photo)(img, fig, t)
+    # Where the camera looks, then the light it sees the world in.
+    for eff in scene.camera_effects:
+        if isinstance(eff, CameraTurn) and (lv := eff.level(t)) > 0:
+            img = _turn(img, eff, lv)
+    out = _illuminate(scene, img, t)
+    # Between the world and the sensor: rain, then what is on the lens.
+    sigma = scene.noise_sigma
+    if scene.rain > 0:
+        _rain(out, scene, index)
+        sigma += 2.0 * scene.rain
+    for eff in scene.camera_effects:
+        lv = eff.level(t)
+        if lv <= 0:
+            continue
+        if isinstance(eff, LensSmear):
+            out = _smear(out, eff, lv)
+        elif isinstance(eff, LensCover):
+            out = _cover(out, scene, eff, lv)
+            sigma += eff.extra_noise * lv
+    if sigma > 0:
         # Seeded per frame index, so frame t is the same no matter what was rendered before.
-        rng = np.random.default_rng([scene.seed, int(round(t * scene.fps))])
-        out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(scene.noise_sigma)
+        rng = np.random.default_rng([scene.seed, index])
+        out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(sigma)
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
