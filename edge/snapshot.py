@@ -1,0 +1,229 @@
+"""Evidence snapshots: settings, downscaling, and JPEG encoding with nothing but the image in it.
+
+A snapshot is made in this order (see docs/privacy.md, "How snapshots are
+anonymised"):
+
+1. anonymise the full-resolution, privacy-masked frame (edge/anonymise.py):
+   masks, people and faces filled solid;
+2. downscale to `width` (never up);
+3. fill the same regions again at the output size, so that every output pixel
+   they touch is exactly the fill colour (area averaging would otherwise blend
+   the edge pixels of a filled region with their surroundings);
+4. encode as JPEG and strip every segment a decoder does not need.
+
+Stripping uses a whitelist of JPEG markers. Everything else goes: all APPn
+segments (APP0 JFIF and its optional thumbnail, APP1 EXIF/XMP, APP2 ICC, APP13,
+APP14 Adobe, …) and COM comments. OpenCV writes only APP0 JFIF today; the
+whitelist keeps that true if the encoder ever adds more. Without APP0 a
+decoder reads a 3-component baseline JPEG as YCbCr, which is what the encoder
+wrote, so the picture is unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Annotated
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edge.detectors import Box
+
+if TYPE_CHECKING:
+    from edge.anonymise import Anonymiser
+
+Channel = Annotated[int, Field(ge=0, le=255)]
+
+# Markers kept: start/end of image, quantisation and Huffman tables, arithmetic
+# conditioning, restart interval, frame headers (SOF0-15 minus DHT/JPG/DAC codes),
+# start of scan with its entropy-coded data, number of lines.
+SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
+_SOF = {m for m in range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
+KEEP_MARKERS = frozenset({SOI, EOI, SOS, 0xDB, 0xC4, 0xCC, 0xDD, 0xDC} | _SOF)
+_STANDALONE = frozenset({SOI, EOI, 0x01} | set(range(0xD0, 0xD8)))  # markers without a length field
+
+
+class EncodeError(ValueError):
+    """The anonymised image could not be encoded as a clean JPEG (the event's `encode_error`)."""
+
+
+class SnapshotSettings(BaseModel):
+    """How evidence snapshots are anonymised and encoded."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    width: int = Field(640, ge=32, le=4096,
+                       description="Snapshot width in pixels; larger frames are scaled down to it "
+                       "(aspect ratio kept), smaller ones are never scaled up")
+    quality: int = Field(80, ge=10, le=100, description="JPEG quality 10..100")
+    face_margin: float = Field(0.25, ge=0, le=2,
+                               description="Each face box is widened by this fraction of its width "
+                               "(height) on the left and right (top and bottom) before it is filled")
+    person_margin: float = Field(0.1, ge=0, le=2,
+                                 description="Each person box is widened by this fraction of its size "
+                                 "on every side before it is filled")
+    face_threshold: float = Field(0.4, gt=0, le=1,
+                                  description="Lowest face-detector score that is filled. Lower than "
+                                  "for events on purpose: when in doubt, hide")
+    person_threshold: float = Field(0.3, gt=0, le=1,
+                                    description="Lowest person-detector score that is filled (the "
+                                    "anonymiser's own full-frame pass). Lower than for events: when in "
+                                    "doubt, hide")
+    fill: tuple[Channel, Channel, Channel] = Field(
+        (0, 0, 0),
+        description="BGR colour of every filled region: privacy masks, people and faces alike, so the "
+        "hidden parts of a snapshot are one constant colour",
+    )
+    face_max_side: int = Field(1280, ge=32, le=4096,
+                               description="The face detector sees the frame at full resolution up to "
+                               "this many pixels on its longer side; larger frames are scaled down for "
+                               "it (cost grows with the pixel count; small faces need the pixels)")
+    threads: int = Field(1, ge=1, le=8,
+                         description="onnxruntime intra-op threads for the anonymiser's face and person "
+                         "detectors")
+
+
+# --- images -----------------------------------------------------------------------
+
+
+def downscale(image: np.ndarray, width: int) -> np.ndarray:
+    """`image` scaled down to `width` pixels wide (area averaging, aspect kept); never up.
+
+    Returns `image` itself when it is not wider than `width`.
+    """
+    h, w = image.shape[:2]
+    if w <= width:
+        return image
+    new_h = max(1, round(h * width / w))
+    return cv2.resize(image, (width, new_h), interpolation=cv2.INTER_AREA)
+
+
+# --- JPEG -------------------------------------------------------------------------
+
+
+def _segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start, end) for each segment of a JPEG, `end` exclusive.
+
+    An SOS segment's range includes the entropy-coded data after it, up to the
+    next marker that is neither a stuffed 0xFF00 nor a restart marker.
+    Raises ValueError on anything that is not a well-formed JPEG.
+    """
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG: no SOI marker at the start")
+    yield SOI, 0, 2
+    pos, n = 2, len(data)
+    while pos < n:
+        if data[pos] != 0xFF:
+            raise ValueError(f"JPEG: expected a marker at byte {pos}")
+        start = pos
+        while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker
+            pos += 1
+        if pos >= n:
+            raise ValueError("JPEG: truncated marker")
+        marker = data[pos]
+        pos += 1
+        if marker == EOI:
+            yield EOI, start, pos
+            return
+        if marker in _STANDALONE:
+            yield marker, start, pos
+            continue
+        if pos + 2 > n:
+            raise ValueError(f"JPEG: truncated segment 0x{marker:02X}")
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2 or pos + length > n:
+            raise ValueError(f"JPEG: segment 0x{marker:02X} at byte {start} has a bad length {length}")
+        pos += length
+        if marker == SOS:
+            pos = _end_of_scan(data, pos)
+        yield marker, start, pos
+    raise ValueError("JPEG: no EOI marker")
+
+
+def _end_of_scan(data: bytes, pos: int) -> int:
+    """Index of the first marker after entropy-coded data starting at `pos`.
+
+    0xFF00 is a stuffed data byte and RST0-7 markers belong to the scan; any
+    other 0xFF (including fill bytes before the next marker) ends it.
+    """
+    n = len(data)
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0 or pos + 1 >= n:
+            raise ValueError("JPEG: scan data runs to the end of the file")
+        nxt = data[pos + 1]
+        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
+            pos += 2
+            continue
+        return pos
+
+
+def jpeg_segments(data: bytes) -> list[int]:
+    """The marker codes of a JPEG's segments in order, e.g. [0xD8, 0xDB, 0xC0, 0xC4, 0xDA, 0xD9]."""
+    return [marker for marker, _, _ in _segments(data)]
+
+
+def strip_jpeg(data: bytes) -> bytes:
+    """The JPEG with only the segments in KEEP_MARKERS: no APPn (EXIF, JFIF, ICC, thumbnails), no comments.
+
+    Bytes after EOI (some cameras append data there) are dropped too.
+    """
+    return b"".join(data[s:e] for marker, s, e in _segments(data) if marker in KEEP_MARKERS)
+
+
+def encode_jpeg(image: np.ndarray, width: int, quality: int) -> bytes:
+    """`image` (BGR uint8) downscaled to `width` (never up), as a stripped baseline JPEG.
+
+    ValueError for an image that is not BGR uint8 (a caller's bug); EncodeError
+    when encoding or stripping fails.
+    """
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a BGR uint8 (h, w, 3) image, got {getattr(image, 'shape', type(image))}")
+    try:
+        ok, buf = cv2.imencode(".jpg", downscale(image, width), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    except cv2.error as e:
+        raise EncodeError(f"OpenCV could not encode the snapshot: {e}") from e
+    if not ok:
+        raise EncodeError("OpenCV could not encode the snapshot as JPEG")
+    try:
+        return strip_jpeg(buf.tobytes())
+    except ValueError as e:
+        raise EncodeError(f"the encoded snapshot cannot be parsed, so not stripped: {e}") from e
+
+
+# --- snapshots --------------------------------------------------------------------
+
+
+def snapshot_image(anonymiser: Anonymiser, frame_masked: np.ndarray, person_boxes: Sequence[Box],
+                   settings: SnapshotSettings) -> np.ndarray:
+    """The exact array `make_snapshot` encodes: anonymised at full resolution, downscaled,
+    and its hidden regions filled again at the output size. Raises AnonymiseError."""
+    cover = anonymiser.find(frame_masked, person_boxes)
+    full = anonymiser.paint(frame_masked, cover)
+    small = downscale(full, settings.width)
+    return anonymiser.paint(small, cover) if small is not full else full
+
+
+def make_snapshot(anonymiser: Anonymiser, frame_masked: np.ndarray, person_boxes: Sequence[Box],
+                  settings: SnapshotSettings) -> bytes:
+    """Anonymised JPEG snapshot of a privacy-masked frame; `person_boxes` are normalised to it.
+
+    Fails closed: raises edge.anonymise.AnonymiseError, and produces no bytes,
+    whenever the frame cannot be anonymised; EncodeError when the JPEG cannot be made.
+    """
+    image = snapshot_image(anonymiser, frame_masked, person_boxes, settings)
+    return encode_jpeg(image, settings.width, settings.quality)
+
+
+__all__ = [
+    "KEEP_MARKERS",
+    "EncodeError",
+    "SnapshotSettings",
+    "downscale",
+    "encode_jpeg",
+    "jpeg_segments",
+    "make_snapshot",
+    "snapshot_image",
+    "strip_jpeg",
+]
