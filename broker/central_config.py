@@ -69,6 +69,34 @@ class CentralMqtt(Strict):
         return self.password
 
 
+DEFAULT_SNAPSHOT_MAX_BYTES = 2 * 1024 * 1024
+
+
+class SnapshotsSection(Strict):
+    max_bytes: int = Field(
+        DEFAULT_SNAPSHOT_MAX_BYTES,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest snapshot accepted, in bytes; a larger one goes to dead letters (truncated)",
+    )
+
+
+class RetentionSection(Strict):
+    snapshots_days: int = Field(30, ge=1, le=36500,
+                                description="Delete snapshots this many days after they were received")
+    events_days: int = Field(
+        365,
+        ge=1,
+        le=36500,
+        description="Delete events this many days after they started (their snapshots with them), and "
+        "dead letters this many days after they were received",
+    )
+    purge_interval_hours: float = Field(
+        24, gt=0, le=24 * 365,
+        description="The consumer purges at start and then every this many hours",
+    )
+
+
 class CentralConfig(Strict):
     database: str = Field(
         DEFAULT_DATABASE,
@@ -77,6 +105,11 @@ class CentralConfig(Strict):
     )
     mqtt: CentralMqtt = Field(default_factory=CentralMqtt)
     places_file: Path | None = Field(None, description="Places registry imported at every start (optional)")
+    snapshots: SnapshotsSection = Field(default_factory=SnapshotsSection,
+                                        description="What the consumer accepts as an evidence snapshot")
+    retention: RetentionSection = Field(default_factory=RetentionSection,
+                                        description="How long the place log keeps snapshots, events and "
+                                        "dead letters")
 
     @field_validator("database")
     @classmethod

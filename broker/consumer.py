@@ -18,6 +18,10 @@ Malformed messages go to `dead_letters` (raw bytes, topic, error) in the same
 transaction and are acknowledged; the stream goes on. When the database fails
 (down, locked), nothing is acknowledged: the batch is retried with backoff, and
 meanwhile the broker stops sending once its in-flight window is full.
+
+Snapshots (raw JPEG on `snapshots/<event_id>`) take the same path: checked
+(broker.jpeg), stored, acked to the node as `<event_id>/snapshot`. A second
+thread runs the retention purge at start and every `retention.purge_interval_hours`.
 """
 
 from __future__ import annotations
@@ -26,11 +30,13 @@ import argparse
 import json
 import logging
 import queue
+import re
 import signal
 import sys
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -43,15 +49,23 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyErro
 
 from edge import topics
 from edge.config import ConfigError, format_errors
-from edge.event import Ack, Event, Heartbeat, Status
+from edge.event import UUID7_PATTERN, Ack, Event, Heartbeat, Status
 
-from .central_config import CentralConfig, load_central
+from .central_config import DEFAULT_SNAPSHOT_MAX_BYTES, CentralConfig, load_central
+from .jpeg import JpegError, check_jpeg
 from .places import import_places
-from .store import Store, StoreTx
+from .store import PurgeResult, Store, StoreTx, utcnow
 
 log = logging.getLogger("broker.consumer")  # also when run as __main__
 
 BATCH_MAX = 500
+# Snapshots are up to megabytes each: a batch also ends once it holds this many
+# payload bytes, which bounds the size of one transaction.
+BATCH_MAX_BYTES = 64 * 1024 * 1024
+# An oversized snapshot is dead-lettered with only its head: enough to see what it was.
+DEAD_LETTER_HEAD_BYTES = 64 * 1024
+# After a failed purge, try again this soon (or at the normal interval, if shorter).
+PURGE_RETRY_SECONDS = 300.0
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
 _ROOT_PARTS = topics.ROOT.split("/")
@@ -62,15 +76,32 @@ _ROOT_PARTS = topics.ROOT.split("/")
 
 @dataclass(frozen=True)
 class Rejected:
-    """A message that goes to dead_letters. `event_id`, when the payload names one,
-    is acknowledged to the node anyway: its raw bytes are kept centrally, and an
-    unacknowledged poison event would be re-sent by the node forever."""
+    """A message that goes to dead_letters. `event_id`, when the message names one,
+    is the outbox row id acknowledged to the node anyway (an event id, or
+    `<event_id>/snapshot` for a snapshot): its raw bytes are kept centrally, and an
+    unacknowledged poison message would be re-sent by the node forever.
+    `stored_payload`, if set, is kept instead of the raw payload."""
 
     error: str
     event_id: str | None = None
+    stored_payload: bytes | None = field(default=None, repr=False)
 
 
-Parsed = Event | Status | Heartbeat | Rejected | None  # None: nothing to store
+@dataclass(frozen=True)
+class Snapshot:
+    """A checked JPEG for the event `event_id` of node `node_id` (from the topic)."""
+
+    node_id: str
+    event_id: str
+    data: bytes = field(repr=False)
+
+    @property
+    def ack_id(self) -> str:
+        return topics.snapshot_row_id(self.event_id)
+
+
+Parsed = Event | Snapshot | Status | Heartbeat | Rejected | None  # None: nothing to store
+_UUID7 = re.compile(UUID7_PATTERN)
 
 
 def _claimed_event_id(payload: bytes) -> str | None:
@@ -109,7 +140,22 @@ def _parse_node_message(model: type[Status] | type[Heartbeat], node: str, payloa
     return msg
 
 
-def parse_message(topic: str, payload: bytes) -> Parsed:
+def _parse_snapshot(node: str, event_id: str, payload: bytes, max_bytes: int) -> Snapshot | Rejected:
+    # The node's outbox row is `<topic level>/snapshot` whatever the level holds: ack
+    # that, so a malformed snapshot is not re-sent forever (bounded like event ids).
+    ack = topics.snapshot_row_id(event_id) if 0 < len(event_id) <= 64 else None
+    if not _UUID7.match(event_id):
+        return Rejected(f"snapshot topic names {event_id[:80]!r}, not a UUIDv7 event id", ack)
+    try:
+        check_jpeg(payload, max_bytes)
+    except JpegError as e:
+        head = payload[:DEAD_LETTER_HEAD_BYTES] if len(payload) > max_bytes else None
+        note = f" (dead letter keeps the first {len(head)} bytes)" if head is not None else ""
+        return Rejected(f"invalid snapshot: {e}{note}", ack, head)
+    return Snapshot(node, event_id, payload)
+
+
+def parse_message(topic: str, payload: bytes, *, max_snapshot_bytes: int = DEFAULT_SNAPSHOT_MAX_BYTES) -> Parsed:
     """What a message on `topic` means; never raises for bad input."""
     parts = topic.split("/")
     n = len(_ROOT_PARTS)
@@ -118,6 +164,8 @@ def parse_message(topic: str, payload: bytes) -> Parsed:
     node, rest = parts[n], parts[n + 1:]
     if len(rest) == 2 and rest[0] == "events":
         return _parse_event(node, rest[1], payload)
+    if len(rest) == 2 and rest[0] == "snapshots":
+        return _parse_snapshot(node, rest[1], payload, max_snapshot_bytes)
     if rest == ["status"]:
         return _parse_node_message(Status, node, payload)
     if rest == ["heartbeat"]:
@@ -126,7 +174,7 @@ def parse_message(topic: str, payload: bytes) -> Parsed:
 
 
 def subscriptions(shared_group: str | None) -> list[str]:
-    filters = [topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS]
+    filters = [topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS, topics.ALL_SNAPSHOTS]
     return [f"$share/{shared_group}/{f}" for f in filters] if shared_group else filters
 
 
@@ -149,8 +197,11 @@ class Stats:
     duplicates: int = 0  # redeliveries and stale copies
     dead_letters: int = 0
     node_updates: int = 0  # status and heartbeat messages
+    snapshots: int = 0  # snapshots stored (redeliveries count as duplicates)
     batches: int = 0
     db_errors: int = 0
+    purges: int = 0  # retention purges completed
+    purge_errors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, **counts: int) -> None:
@@ -179,6 +230,7 @@ class Consumer:
         self._gen_lock = threading.Lock()
         self._generation = 0
         self._worker: threading.Thread | None = None
+        self._purger: threading.Thread | None = None
         self._client = self._make_client()
 
     # -- MQTT ---------------------------------------------------------------------
@@ -253,6 +305,9 @@ class Consumer:
 
     # -- storing --------------------------------------------------------------------
 
+    def _parse(self, m: Inbound) -> Parsed:
+        return parse_message(m.topic, m.payload, max_snapshot_bytes=self.config.snapshots.max_bytes)
+
     def _apply(self, tx: StoreTx, m: Inbound, p: Parsed, acks: dict[str, list[str]], counts: dict[str, int]) -> None:
         if isinstance(p, Event):
             if tx.insert_event(p, topic=m.topic):
@@ -260,8 +315,14 @@ class Consumer:
             else:
                 counts["duplicates"] += 1
             acks[p.node_id].append(p.event_id)
+        elif isinstance(p, Snapshot):
+            if tx.insert_snapshot(p.event_id, p.node_id, p.data):
+                counts["snapshots"] += 1
+            else:
+                counts["duplicates"] += 1
+            acks[p.node_id].append(p.ack_id)
         elif isinstance(p, Rejected):
-            tx.dead_letter(m.topic, m.payload, p.error)
+            tx.dead_letter(m.topic, m.payload if p.stored_payload is None else p.stored_payload, p.error)
             counts["dead_letters"] += 1
             node = topics.node_of(m.topic)
             if p.event_id and node:
@@ -299,7 +360,7 @@ class Consumer:
                     raise TransientDbError(str(e)) from e
                 try:
                     one = self._commit([(m, Rejected(f"database refused message: {e.orig or e}",
-                                                     getattr(p, "event_id", None)))])
+                                                     _ack_id(p)))])
                 except SQLAlchemyError as e2:
                     raise TransientDbError(str(e2)) from e2
             for node, ids in one.items():
@@ -325,7 +386,7 @@ class Consumer:
     def handle_batch(self, batch: list[Inbound]) -> bool:
         """Store, ack to nodes, PUBACK. Retries while the database fails; returns
         False if it gave up (stopping, or the connection the batch came on is gone)."""
-        items = [(m, parse_message(m.topic, m.payload)) for m in batch]
+        items = [(m, self._parse(m)) for m in batch]
         delay = RETRY_MIN_SECONDS
         while items:
             try:
@@ -351,11 +412,13 @@ class Consumer:
             batch = [self._queue.get(timeout=0.2)]
         except queue.Empty:
             return []
-        while len(batch) < self.batch_max:
+        size = len(batch[0].payload)
+        while len(batch) < self.batch_max and size < BATCH_MAX_BYTES:
             try:
                 batch.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+            size += len(batch[-1].payload)
         self.stats.add(received=len(batch))
         return batch
 
@@ -377,6 +440,27 @@ class Consumer:
                 with self._gen_lock:
                     batch = [m for m in batch if m.generation == self._generation]
 
+    # -- retention ------------------------------------------------------------------
+
+    def purge_once(self, now: datetime | None = None) -> PurgeResult:
+        r = self.config.retention
+        return self.store.purge(now or utcnow(), r.snapshots_days, r.events_days, cancel=self._stop.is_set)
+
+    def _purge_loop(self) -> None:
+        interval = self.config.retention.purge_interval_hours * 3600
+        while not self._stop.is_set():
+            wait = interval
+            try:
+                self.purge_once()
+                self.stats.add(purges=1)
+            except Exception:
+                # Never let retention take ingest down; try again sooner than usual.
+                self.stats.add(purge_errors=1)
+                wait = min(interval, PURGE_RETRY_SECONDS)
+                log.exception("retention purge failed; next attempt in %.0f s", wait)
+            if self._stop.wait(wait):
+                return
+
     # -- lifecycle ------------------------------------------------------------------
 
     def start(self) -> "Consumer":
@@ -389,6 +473,9 @@ class Consumer:
         self._stop.clear()
         self._worker = threading.Thread(target=self._work, name="consumer-worker", daemon=True)
         self._worker.start()
+        # Its own thread: a purge of many rows must not hold up ingest.
+        self._purger = threading.Thread(target=self._purge_loop, name="consumer-purge", daemon=True)
+        self._purger.start()
         # connect_async + loop_start: paho keeps retrying until the broker answers.
         self._client.connect_async(m.host, m.port, keepalive=m.keepalive, clean_start=False, properties=props)
         self._client.loop_start()
@@ -399,9 +486,10 @@ class Consumer:
     def stop(self, timeout: float = 10.0) -> None:
         """Finish the batch in hand, then disconnect; queued messages stay with the broker."""
         self._stop.set()
-        if self._worker is not None:
-            self._worker.join(timeout)
-            self._worker = None
+        for t in (self._worker, self._purger):
+            if t is not None:
+                t.join(timeout)  # a running purge stops after its current chunk
+        self._worker = self._purger = None
         self._client.disconnect()
         self._client.loop_stop()
         log.info("consumer stopped: %s", self.stats.snapshot())
@@ -412,6 +500,15 @@ class Consumer:
             stop_event.wait()
         finally:
             self.stop()
+
+
+def _ack_id(p: Parsed) -> str | None:
+    """The outbox row id to acknowledge for `p`, if it names one."""
+    if isinstance(p, Snapshot):
+        return p.ack_id
+    if isinstance(p, (Event, Rejected)):
+        return p.event_id
+    return None
 
 
 def _is_transient(e: DBAPIError) -> bool:
@@ -443,6 +540,19 @@ def run_central(config_path: str | Path, stop_event: threading.Event | None = No
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        store.close()
+
+
+def run_purge(config: CentralConfig | str | Path, now: datetime | None = None) -> PurgeResult:
+    """One retention purge with `config`'s retention settings (for `vaktpost purge`).
+    `config` is a loaded config or the path of one (ConfigError if unusable)."""
+    cfg = config if isinstance(config, CentralConfig) else load_central(config)
+    store = Store(cfg.database)
+    try:
+        store.create_all()
+        r = cfg.retention
+        return store.purge(now or utcnow(), r.snapshots_days, r.events_days)
+    finally:
         store.close()
 
 

@@ -16,14 +16,20 @@ identical copy changes nothing.
 
 The place of an event is the place its camera was assigned to at ``started_at``
 (``valid_from <= started_at < valid_to``; an open ``valid_to`` means "still").
+
+Snapshots (anonymised JPEGs) live in their own table, keyed by the ``event_id`` of
+their event but without a foreign key: a snapshot may arrive before its event, and
+either may be purged first. Retention (``Store.purge``) deletes in small
+transactions so that ingest keeps going on SQLite, whose writers take turns.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import (
@@ -44,21 +50,31 @@ from sqlalchemy import (
     create_engine,
     delete,
     event,
+    exists,
     func,
+    inspect,
     null,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from edge import topics
 from edge.event import Event, Heartbeat, Status
 
+from .jpeg import CONTENT_TYPE as JPEG
+
+log = logging.getLogger("broker.store")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Rows deleted per transaction by purge(): short transactions let the consumer's
+# batches in between (SQLite has one writer at a time).
+PURGE_CHUNK = 500
 
 
 def utcnow() -> datetime:
@@ -135,6 +151,9 @@ events = Table(
     Column("received_at", UtcDateTime(), nullable=False),  # first copy
     Column("updated_at", UtcDateTime(), nullable=False),  # copy now stored
     Column("payload", JSON, nullable=False),
+    # The server default lets _add_missing_columns() extend an older place log.
+    Column("snapshot", String(16), nullable=False, server_default="none"),
+    Column("snapshot_withheld", String(32)),
     Index("ix_events_place_started", "place_id", "started_at"),
     Index("ix_events_started", "started_at"),
     Index("ix_events_camera_started", "node_id", "camera_id", "started_at"),
@@ -150,6 +169,29 @@ dead_letters = Table(
     Column("received_at", UtcDateTime(), nullable=False, index=True),
 )
 
+snapshots = Table(
+    "snapshots",
+    metadata,
+    Column("event_id", String(36), primary_key=True),  # its event's id; no FK (see above)
+    Column("node_id", _Ident, nullable=False),  # proven by the broker ACL (the topic)
+    Column("received_at", UtcDateTime(), nullable=False, index=True),
+    Column("content_type", String(64), nullable=False),
+    Column("bytes", LargeBinary, nullable=False),
+    Column("size", Integer, nullable=False),
+)
+
+purge_log = Table(
+    "purge_log",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("ran_at", UtcDateTime(), nullable=False),
+    Column("snapshots_deleted", Integer, nullable=False),
+    Column("events_deleted", Integer, nullable=False),
+    Column("dead_letters_deleted", Integer, nullable=False),
+    Column("snapshots_before", UtcDateTime(), nullable=False),  # cutoff for snapshots (received_at)
+    Column("events_before", UtcDateTime(), nullable=False),  # cutoff for events (started_at), dead letters
+)
+
 nodes = Table(
     "nodes",
     metadata,
@@ -163,7 +205,20 @@ nodes = Table(
 
 # Columns a more final copy of an event may change.
 _EVENT_UPDATABLE = ("seq", "place_id", "subtype", "zone", "ended_at", "confidence", "region", "topic",
-                    "updated_at", "payload")
+                    "updated_at", "payload", "snapshot", "snapshot_withheld")
+
+# Columns added to tables after their first release: create_all() leaves existing
+# tables alone, so Store.create_all() adds these where they are missing.
+_ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("snapshot", "snapshot_withheld")}
+
+
+@dataclass(frozen=True)
+class PurgeResult:
+    """Rows one Store.purge() deleted."""
+
+    snapshots: int
+    events: int
+    dead_letters: int
 
 
 def normalise_url(url: str) -> str:
@@ -234,6 +289,8 @@ def _event_row(ev: Event, topic: str, now: datetime) -> dict[str, Any]:
         "received_at": now,
         "updated_at": now,
         "payload": ev.model_dump(mode="json", by_alias=True),
+        "snapshot": ev.snapshot,
+        "snapshot_withheld": ev.snapshot_withheld,
     }
 
 
@@ -268,6 +325,16 @@ class StoreTx:
         # RETURNING yields a row only if the insert or the update happened: rowcount
         # of an INSERT is not reliable across drivers.
         return self.conn.execute(stmt.returning(events.c.event_id)).first() is not None
+
+    def insert_snapshot(self, event_id: str, node_id: str, data: bytes, *, content_type: str = JPEG,
+                        received_at: datetime | None = None) -> bool:
+        """Store the snapshot of `event_id`; True if added, False if one was already
+        stored (a redelivery: the first copy stays)."""
+        ins = self._insert(snapshots).values(
+            event_id=event_id, node_id=node_id, received_at=as_utc(received_at) if received_at else utcnow(),
+            content_type=content_type, bytes=bytes(data), size=len(data))
+        stmt = ins.on_conflict_do_nothing(index_elements=[snapshots.c.event_id])
+        return self.conn.execute(stmt.returning(snapshots.c.event_id)).first() is not None
 
     def dead_letter(self, topic: str, payload: bytes, error: str, *, received_at: datetime | None = None) -> int:
         res = self.conn.execute(
@@ -345,7 +412,20 @@ class Store:
         return self.engine.dialect.name
 
     def create_all(self) -> None:
+        """Create missing tables, and missing columns of tables that have grown."""
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        insp = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for name, columns in _ADDED_COLUMNS.items():
+                have = {c["name"] for c in insp.get_columns(name)}
+                for col in columns:
+                    if col not in have:
+                        ddl = CreateColumn(metadata.tables[name].c[col]).compile(dialect=self.engine.dialect)
+                        conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
+                        log.info("place log: added column %s.%s", name, col)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -376,6 +456,58 @@ class Store:
         with self.begin() as tx:
             return tx.dead_letter(topic, payload, error)
 
+    def insert_snapshot(self, event_id: str, node_id: str, data: bytes, *, content_type: str = JPEG,
+                        received_at: datetime | None = None) -> bool:
+        with self.begin() as tx:
+            return tx.insert_snapshot(event_id, node_id, data, content_type=content_type, received_at=received_at)
+
+    # --- retention ---------------------------------------------------------------
+
+    def purge(self, now: datetime, snapshots_days: float, events_days: float, *,
+              cancel: Callable[[], bool] | None = None) -> PurgeResult:
+        """Delete snapshots received more than `snapshots_days` before `now`, events
+        started more than `events_days` before it (with their snapshots) and dead
+        letters received more than `events_days` before it. Records the run in
+        `purge_log` and logs it. Deletes in chunks of PURGE_CHUNK rows, one short
+        transaction each, so concurrent ingest is never held up for long; `cancel`
+        is asked between chunks (a stopping consumer), and the run so far is recorded."""
+        now = as_utc(now)
+        snap_cut = now - timedelta(days=snapshots_days)
+        ev_cut = now - timedelta(days=events_days)
+        s, e, d = snapshots.c, events.c, dead_letters.c
+        stop = cancel or (lambda: False)
+        n_snap = self._delete_chunked(snapshots, s.event_id, s.received_at < snap_cut, stop)
+        n_ev = 0
+        while not stop():
+            with self.begin() as tx:
+                old = select(e.event_id).where(e.started_at < ev_cut).limit(PURGE_CHUNK)
+                ids = tx.conn.execute(old).scalars().all()
+                if ids:
+                    n_snap += tx.conn.execute(delete(snapshots).where(s.event_id.in_(ids))).rowcount
+                    n_ev += tx.conn.execute(delete(events).where(e.event_id.in_(ids))).rowcount
+            if len(ids) < PURGE_CHUNK:
+                break
+        n_dead = self._delete_chunked(dead_letters, d.id, d.received_at < ev_cut, stop)
+        with self.begin() as tx:
+            tx.conn.execute(purge_log.insert().values(
+                ran_at=now, snapshots_deleted=n_snap, events_deleted=n_ev, dead_letters_deleted=n_dead,
+                snapshots_before=snap_cut, events_before=ev_cut))
+        log.info("retention purge%s: deleted %d snapshots received before %s, %d events started before %s "
+                 "and %d dead letters", " (interrupted)" if stop() else "", n_snap,
+                 snap_cut.isoformat(timespec="seconds"), n_ev, ev_cut.isoformat(timespec="seconds"), n_dead)
+        return PurgeResult(snapshots=n_snap, events=n_ev, dead_letters=n_dead)
+
+    def _delete_chunked(self, table: Table, key: Column, condition: Any, stop: Callable[[], bool]) -> int:
+        deleted = 0
+        while not stop():
+            with self.begin() as tx:
+                ids = tx.conn.execute(select(key).where(condition).limit(PURGE_CHUNK)).scalars().all()
+                if ids:
+                    deleted += tx.conn.execute(delete(table).where(key.in_(ids))).rowcount
+            if len(ids) < PURGE_CHUNK:
+                break
+        return deleted
+
     # --- reads -------------------------------------------------------------------
 
     def query_events(
@@ -387,13 +519,17 @@ class Store:
         node: str | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
-        """Newest first, with the place's name. `since`/`until` bound started_at
-        (since inclusive, until exclusive); naive times are taken as UTC."""
+        """Newest first, with the place's name and `has_snapshot` (a snapshot of the
+        event is stored). `since`/`until` bound started_at (since inclusive, until
+        exclusive); naive times are taken as UTC."""
         e = events.c
         q = (
             select(e.event_id, e.seq, e.node_id, e.camera_id, e.place_id, places.c.name.label("place_name"),
                    e.type, e.subtype, e.zone, e.started_at, e.ended_at, e.confidence, e.region,
-                   e.received_at, e.updated_at)
+                   e.received_at, e.updated_at, e.snapshot, e.snapshot_withheld,
+                   # Linked only if the snapshot came from the event's own node.
+                   exists().where(snapshots.c.event_id == e.event_id, snapshots.c.node_id == e.node_id)
+                   .label("has_snapshot"))
             .select_from(events.outerjoin(places, places.c.id == e.place_id))
             .order_by(e.started_at.desc(), e.event_id.desc())
             .limit(limit)
@@ -450,3 +586,19 @@ class Store:
     def count_events(self) -> int:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(events)).scalar_one()
+
+    def count_snapshots(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(snapshots)).scalar_one()
+
+    def get_snapshot(self, event_id: str) -> bytes | None:
+        """The JPEG stored for `event_id`, or None."""
+        with self.engine.connect() as conn:
+            data = conn.execute(select(snapshots.c.bytes).where(snapshots.c.event_id == event_id)).scalar()
+        return None if data is None else bytes(data)
+
+    def query_purge_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        """Retention runs, newest first."""
+        q = select(purge_log).order_by(purge_log.c.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]

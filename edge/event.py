@@ -2,7 +2,8 @@
 
 `broker/schema/event.schema.json` is generated from `Event` (``vaktpost schema``)
 and a test fails when it is stale. Events carry the minimum: what, where, when,
-how sure. No image data and no free text from the camera.
+how sure. No image data and no free text from the camera: an event only says
+whether an anonymised snapshot travels separately (`snapshot`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_NAME = "vaktpost.event/1"
 
@@ -51,7 +52,12 @@ Region = Annotated[
     AfterValidator(_round_region),
 ]
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
+SnapshotState = Literal["none", "attached", "withheld"]
+# Why a node sends no snapshot although one was due: the anonymiser's model is absent
+# or fails its checksum, it failed on the frame, or JPEG encoding failed.
+WithheldReason = Literal["model_missing", "model_checksum", "inference_error", "encode_error"]
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+UUID7_PATTERN = r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
 
 
 class Event(BaseModel):
@@ -60,8 +66,7 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="forbid", title="VaktpostEvent")
 
     schema_: Literal["vaktpost.event/1"] = Field(SCHEMA_NAME, alias="schema")
-    event_id: Annotated[str, Field(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
-                                   description="UUIDv7: unique, sortable by creation time")]
+    event_id: Annotated[str, Field(pattern=UUID7_PATTERN, description="UUIDv7: unique, sortable by creation time")]
     seq: Annotated[int, Field(ge=0, description="Per-node monotonic sequence number")]
     node_id: Ident
     camera_id: Ident | None = None
@@ -72,6 +77,20 @@ class Event(BaseModel):
     ended_at: UtcTime | None = None
     confidence: Annotated[float, Field(ge=0.0, le=1.0)]
     region: Region | None = None
+    snapshot: SnapshotState = Field(
+        "none",
+        description="Evidence snapshot: none (not taken), attached (an anonymised JPEG goes to "
+        "snapshots/<event_id>), withheld (one was due but none is sent; snapshot_withheld says why)",
+    )
+    snapshot_withheld: WithheldReason | None = Field(
+        None, description="Why the snapshot was withheld; set exactly when snapshot is withheld")
+
+    @model_validator(mode="after")
+    def _withheld_has_reason(self) -> "Event":
+        # A reason without "withheld" (or the reverse) is a node bug the consumer should see.
+        if (self.snapshot == "withheld") != (self.snapshot_withheld is not None):
+            raise ValueError("snapshot_withheld must be set when snapshot is withheld, and only then")
+        return self
 
     def to_payload(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()
@@ -125,4 +144,5 @@ class Heartbeat(BaseModel):
     outbox_depth: int = 0
     outbox_dropped: int = 0
     outbox_failed: int = 0
+    outbox_expired: int = 0
     cpu_temp_c: float | None = None

@@ -6,8 +6,11 @@ periodically, so an event is forgotten here only when the consumer says it is
 committed (an `Ack` on the node's acks topic), never on the broker's PUBACK.
 
 One SQLite file in WAL mode holds the rows, the node's event sequence counter and
-the drop/failure counters. One connection guarded by one lock serves the
-pipeline threads (put, next_seq) and the MQTT threads (pending, mark_*, ack).
+the drop/failure/expiry counters. A row is a message awaiting the consumer's ack:
+an event, or the snapshot of one (row id `<event_id>/snapshot`,
+`edge.topics.snapshot_row_id`); `expire` bounds how long either may wait. One
+connection guarded by one lock serves the pipeline threads (put, next_seq) and
+the MQTT threads (pending, mark_*, ack).
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES
-    ('event_seq', 0), ('row_seq', 0), ('dropped', 0), ('failed', 0);
+    ('event_seq', 0), ('row_seq', 0), ('dropped', 0), ('failed', 0), ('expired', 0);
 """
 _COLUMNS = "event_id, seq, topic, payload, state, attempts, created_at, last_sent_at, sent_seq, fail_reason"
 
@@ -237,6 +240,27 @@ class Outbox:
                 "UPDATE outbox SET state = 'pending' WHERE state = 'sent' "
                 "AND event_id NOT IN (SELECT event_id FROM _keep)").rowcount
 
+    def expire(self, max_age_seconds: float) -> int:
+        """Retention: delete rows first stored more than `max_age_seconds` ago and
+        never acknowledged (events and snapshots alike). Those awaiting delivery are
+        counted in the persisted `expired` counter and their number is returned;
+        failed rows that old go too, uncounted (already counted as failed)."""
+        if max_age_seconds <= 0:
+            raise ValueError("max_age_seconds must be positive")
+        cutoff = time.time() - max_age_seconds
+        with self._lock, self._tx():
+            gone = [r[0] for r in self._db.execute(
+                "DELETE FROM outbox WHERE created_at < ? AND state != 'failed' RETURNING event_id", (cutoff,))]
+            failed = self._db.execute("DELETE FROM outbox WHERE created_at < ? AND state = 'failed'",
+                                      (cutoff,)).rowcount
+            total = self._bump("expired", len(gone)) if gone else self._meta("expired")
+        if gone or failed:
+            log.warning("outbox retention: %d unacknowledged row(s) older than %.0f s deleted (%s%s; "
+                        "%d expired in total)%s", len(gone), max_age_seconds, ", ".join(gone[:5]),
+                        ", …" if len(gone) > 5 else "", total,
+                        f", and {failed} failed row(s)" if failed else "")
+        return len(gone)
+
     def purge_failed(self, older_than: float) -> int:
         """Delete failed rows first stored more than `older_than` seconds ago."""
         with self._lock, self._tx():
@@ -285,13 +309,14 @@ class Outbox:
             return self._db.execute("SELECT COUNT(*) FROM outbox WHERE state != 'failed'").fetchone()[0]
 
     def counters(self) -> dict[str, int]:
-        """depth: unacknowledged events; dropped: events lost to a full outbox (or an
+        """depth: unacknowledged rows; dropped: rows lost to a full outbox (or an
         unwritable file) since the outbox was created; failed: publishes the broker
-        refused since then. For the heartbeat."""
+        refused since then; expired: unacknowledged rows deleted by `expire` since
+        then. For the heartbeat."""
         with self._lock:
             depth = self._db.execute("SELECT COUNT(*) FROM outbox WHERE state != 'failed'").fetchone()[0]
             return {"depth": depth, "dropped": self._meta("dropped") + self._unsaved_drops,
-                    "failed": self._meta("failed")}
+                    "failed": self._meta("failed"), "expired": self._meta("expired")}
 
 
 class _Tx:

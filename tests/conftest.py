@@ -1,4 +1,5 @@
-"""Shared fixtures: a real Mosquitto (`broker`, `broker_factory`) and PostgreSQL (`pg_url`, `pg_url_fresh`).
+"""Shared fixtures: a real Mosquitto (`broker`, `broker_factory`), PostgreSQL (`pg_url`,
+`pg_url_fresh`) and a place log on both databases (`place_store`).
 
 Tests using `broker*` are marked `mqtt`, tests using `pg_url*` are marked `postgres`
 automatically, so ``-m "not mqtt"`` and ``-m "not postgres"`` work without decorators.
@@ -10,11 +11,14 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
 from mqtt_harness import Broker, start_broker
+
+if TYPE_CHECKING:
+    from broker.store import Store
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _MQTT_FIXTURES = {"broker", "broker_factory"}
@@ -145,3 +149,35 @@ def pg_url_fresh(pg_server_url: str) -> Iterator[str]:
     url, drop = _create_database(pg_server_url)
     yield url
     drop()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def place_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator["Store"]:
+    """An empty place log (broker.store.Store), once on SQLite and once on PostgreSQL
+    (a schema of its own inside the session's `pg_url` database)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from broker.store import Store, normalise_url
+
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'central.db'}")
+        s.create_all()
+        yield s
+        s.close()
+        return
+    base = normalise_url(request.getfixturevalue("pg_url"))
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    s = Store(url.render_as_string(hide_password=False))
+    s.create_all()
+    try:
+        yield s
+    finally:
+        s.close()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -164,6 +164,10 @@ def test_acl_confines_nodes_with_patterns() -> None:
     assert not any(line.endswith("#") for line in acl.splitlines() if not line.startswith("#"))
     assert "pattern read vaktpost/v1/nodes/%u/acks" in acl
     assert "pattern write vaktpost/v1/nodes/%u/acks" not in acl
+    # Snapshots: each node writes its own, only the consumer reads them.
+    assert "pattern write vaktpost/v1/nodes/%u/snapshots/+" in acl
+    assert "topic read vaktpost/v1/nodes/+/snapshots/+" in acl.split("user central", 1)[1]
+    assert not any("snapshots" in line and "read" in line for line in pattern_lines)
 
 
 # --- the generated config, run as is ----------------------------------------------
@@ -225,10 +229,11 @@ def test_right_password_accepted(broker: Broker) -> None:
 
 def test_node_publishes_only_under_its_own_prefix(broker: Broker) -> None:
     with broker.client("central") as consumer, broker.client("node-a") as node:
-        for sub in (topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS):
+        for sub in (topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS, topics.ALL_SNAPSHOTS):
             assert consumer.subscribe_wait(sub) == 1
 
         assert node.publish_wait(topics.events("node-b", "cam1"), b"forged") == NOT_AUTHORIZED
+        assert node.publish_wait(topics.snapshots("node-b", "e1"), b"forged") == NOT_AUTHORIZED
         assert node.publish_wait(topics.status("node-b"), b"forged", retain=True) == NOT_AUTHORIZED
         assert node.publish_wait(topics.heartbeat("node-b"), b"forged") == NOT_AUTHORIZED
         assert node.publish_wait("vaktpost/v1/elsewhere", b"forged") == NOT_AUTHORIZED
@@ -238,14 +243,16 @@ def test_node_publishes_only_under_its_own_prefix(broker: Broker) -> None:
         assert node.publish_wait(topics.events("node-a", "cam1"), b"e") < 0x80
         assert node.publish_wait(topics.status("node-a"), b"s", retain=True) < 0x80
         assert node.publish_wait(topics.heartbeat("node-a"), b"h") < 0x80
+        assert node.publish_wait(topics.snapshots("node-a", "e1"), b"j") < 0x80
 
         # Messages from one publisher arrive in order: had a forged one got through,
         # it would come before these.
-        got = [consumer.expect_message() for _ in range(3)]
+        got = [consumer.expect_message() for _ in range(4)]
         assert [(m.topic, m.payload) for m in got] == [
             (topics.events("node-a", "cam1"), b"e"),
             (topics.status("node-a"), b"s"),
             (topics.heartbeat("node-a"), b"h"),
+            (topics.snapshots("node-a", "e1"), b"j"),
         ]
 
 
@@ -267,11 +274,13 @@ def test_node_receives_only_its_own_acks(broker: Broker) -> None:
 def test_node_cannot_read_other_nodes_events(broker: Broker) -> None:
     with broker.client("node-a") as a, broker.client("node-b") as b:
         assert a.subscribe_wait(topics.ALL_EVENTS) < 0x80
+        assert a.subscribe_wait(topics.ALL_SNAPSHOTS) < 0x80
         assert a.subscribe_wait(topics.acks("node-a")) < 0x80
         assert b.publish_wait(topics.events("node-b", "cam1"), b"secret") < 0x80
+        assert b.publish_wait(topics.snapshots("node-b", "e1"), b"secret image") < 0x80
         with broker.client("central") as consumer:
             assert consumer.publish_wait(topics.acks("node-a"), b"marker") < 0x80
-        # The event was published first; node-a sees only the later marker.
+        # The event and snapshot were published first; node-a sees only the later marker.
         assert a.expect_message().payload == b"marker"
 
 
@@ -302,6 +311,7 @@ def test_last_will_on_own_status_is_delivered_foreign_will_is_not(broker: Broker
 def test_consumer_reads_all_nodes_and_writes_acks(broker: Broker) -> None:
     with broker.client("central") as consumer, broker.client("node-a") as a, broker.client("node-b") as b:
         assert consumer.subscribe_wait(topics.ALL_EVENTS) == 1
+        assert consumer.subscribe_wait(topics.ALL_SNAPSHOTS) == 1
         assert a.subscribe_wait(topics.acks("node-a")) == 1
 
         assert a.publish_wait(topics.events("node-a", "cam1"), b"ea") < 0x80
@@ -309,6 +319,9 @@ def test_consumer_reads_all_nodes_and_writes_acks(broker: Broker) -> None:
         assert b.publish_wait(topics.events("node-b", "door"), b"eb") < 0x80
         msg = consumer.expect_message()
         assert (msg.topic, msg.payload) == (topics.events("node-b", "door"), b"eb")
+        assert b.publish_wait(topics.snapshots("node-b", "e1"), b"jb") < 0x80
+        msg = consumer.expect_message()
+        assert (msg.topic, msg.payload) == (topics.snapshots("node-b", "e1"), b"jb")
 
         assert consumer.publish_wait(topics.acks("node-a"), b"ack") < 0x80
         assert a.expect_message().payload == b"ack"
@@ -318,6 +331,7 @@ def test_consumer_cannot_forge_node_events(broker: Broker) -> None:
     with broker.client("central") as consumer:
         assert consumer.publish_wait(topics.events("node-a", "cam1"), b"forged") == NOT_AUTHORIZED
         assert consumer.publish_wait(topics.status("node-a"), b"forged") == NOT_AUTHORIZED
+        assert consumer.publish_wait(topics.snapshots("node-a", "e1"), b"forged") == NOT_AUTHORIZED
 
 
 # --- operations -------------------------------------------------------------------

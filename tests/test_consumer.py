@@ -52,6 +52,8 @@ def write_config(broker: Broker, tmp_path: Path, *, database: str | None = None,
         "mqtt": {"host": broker.host, "port": broker.port, "username": "central",
                  "password_file": "central.password", "reconnect_max_seconds": 2, **mqtt},
         "places_file": "places.yaml",
+        # The consumer purges at start; these tests' events date from 2024.
+        "retention": {"events_days": 36500},
     }
     path = tmp_path / name
     path.write_text(yaml.safe_dump(doc))
@@ -141,7 +143,8 @@ def test_parse_message_outcomes() -> None:
 
 
 def test_shared_group_subscriptions() -> None:
-    assert subscriptions(None) == [topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS]
+    assert subscriptions(None) == [topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS,
+                                   topics.ALL_SNAPSHOTS]
     assert subscriptions("g1")[0] == f"$share/g1/{topics.ALL_EVENTS}"
 
 
@@ -151,6 +154,9 @@ def test_central_config_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.database == f"sqlite:///{tmp_path / 'vaktpost-central.db'}"
     assert (cfg.mqtt.username, cfg.mqtt.client_id, cfg.mqtt.shared_group) == ("central", "vaktpost-central", None)
     assert cfg.mqtt.session_expiry_seconds == 7 * 24 * 3600
+    assert (cfg.retention.snapshots_days, cfg.retention.events_days, cfg.retention.purge_interval_hours) == (
+        30, 365, 24)
+    assert cfg.snapshots.max_bytes == 2 * 1024 * 1024
 
     (tmp_path / "pw").write_text("s3cret\n")
     (tmp_path / "c.yaml").write_text(yaml.safe_dump({
@@ -175,6 +181,9 @@ def test_central_config_defaults_and_relative_paths(tmp_path: Path) -> None:
         ({"databse": "sqlite:///x.db"}, "databse: Extra inputs are not permitted"),
         ({"database": "not a url"}, "database: not a SQLAlchemy database URL"),
         ({"mqtt": {"session_expiry_seconds": -1}}, "mqtt.session_expiry_seconds: Input should be greater"),
+        ({"retention": {"snapshots_days": 0}}, "retention.snapshots_days: Input should be greater than or equal to 1"),
+        ({"retention": {"purge_interval_hours": 0}}, "retention.purge_interval_hours: Input should be greater"),
+        ({"retention": {"event_days": 9}}, "retention.event_days: Extra inputs are not permitted"),
         (["a"], "expected a mapping"),
     ],
 )

@@ -31,6 +31,12 @@ def test_payload_round_trip_uses_schema_alias():
 
 def test_no_extra_fields_so_no_image_or_free_text_can_ride_along():
     data = json.loads(event().to_payload())
+    data["image"] = "/9j/4AAQSkZJRg=="
+    with pytest.raises(ValidationError, match="image"):
+        Event.model_validate(data)
+    # `snapshot` only says whether a snapshot travels separately: it holds no image.
+    data = json.loads(event().to_payload())
+    assert (data["snapshot"], data["snapshot_withheld"]) == ("none", None)
     data["snapshot"] = "/9j/4AAQSkZJRg=="
     with pytest.raises(ValidationError, match="snapshot"):
         Event.model_validate(data)

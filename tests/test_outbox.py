@@ -35,7 +35,7 @@ def test_rows_seq_and_counters_survive_reopen(path: Path) -> None:
     assert ob.get("e1").state == "sent" and ob.get("e1").attempts == 1
     assert ob.get("e2").state == "failed" and ob.get("e2").fail_reason == "refused"
     assert ob.get("e3").payload == b"p3"
-    assert ob.counters() == {"depth": 2, "dropped": 1, "failed": 1}
+    assert ob.counters() == {"depth": 2, "dropped": 1, "failed": 1, "expired": 0}
     # The file really is in WAL mode with full fsync (the durability argument in docs/delivery.md).
     assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert ob._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
@@ -49,7 +49,7 @@ def test_drop_oldest_deletes_oldest_unacked_and_counts(path: Path) -> None:
     assert ob.put("e3", "t", b"x") is True
     assert ob.put("e4", "t", b"x") is True
     assert ids(ob.pending()) == ["e2", "e3", "e4"]
-    assert ob.counters() == {"depth": 3, "dropped": 2, "failed": 0}
+    assert ob.counters() == {"depth": 3, "dropped": 2, "failed": 0, "expired": 0}
 
 
 def test_drop_newest_refuses_and_counts(path: Path) -> None:
@@ -75,7 +75,7 @@ def test_failed_rows_make_room_first(path: Path) -> None:
         ob.mark_failed("e1", "0x87")
         assert ob.put("e3", "t", b"x") is True
         assert ids(ob.rows()) == ["e0", "e2", "e3"], policy
-        assert ob.counters() == {"depth": 3, "dropped": 0, "failed": 1}
+        assert ob.counters() == {"depth": 3, "dropped": 0, "failed": 1, "expired": 0}
 
 
 def test_update_of_a_stored_event_replaces_payload_and_needs_no_room(path: Path) -> None:
@@ -132,7 +132,7 @@ def test_failed_rows_are_kept_counted_and_never_pending(path: Path) -> None:
     assert ob.ack(["bad"]) == 0
     assert ob.mark_sent("bad") is False
     assert [(r.event_id, r.fail_reason) for r in ob.rows("failed")] == [("bad", "PUBACK 0x87 Not authorized")]
-    assert ob.counters() == {"depth": 1, "dropped": 0, "failed": 1}
+    assert ob.counters() == {"depth": 1, "dropped": 0, "failed": 1, "expired": 0}
     assert ob.purge_failed(older_than=3600) == 0
     assert ob.purge_failed(older_than=-1) == 1
     assert ob.rows("failed") == [] and ob.counters()["failed"] == 1  # the count is history

@@ -141,7 +141,7 @@ def test_events_reach_consumer_and_acks_empty_the_outbox(broker: Broker, outbox:
     for ev in sent:
         assert consumer.latest(ev.event_id) == ev  # delivered unchanged
     assert pub.counters()["acked"] == 120
-    assert outbox.counters() == {"depth": 0, "dropped": 0, "failed": 0}
+    assert outbox.counters() == {"depth": 0, "dropped": 0, "failed": 0, "expired": 0}
     assert sum("malformed ack" in r.getMessage() for r in caplog.records) == 2
 
 
@@ -266,7 +266,7 @@ def test_refused_publish_fails_once_and_later_events_flow(broker: Broker, outbox
     wait_until(lambda: outbox.depth() == 0, T)
     assert outbox.get(foreign.event_id).attempts == 1
     assert foreign.event_id not in consumer.ids()
-    assert outbox.counters() == {"depth": 0, "dropped": 0, "failed": 1}
+    assert outbox.counters() == {"depth": 0, "dropped": 0, "failed": 1, "expired": 0}
     assert pub.counters()["refused"] == 1
 
 
