@@ -23,6 +23,7 @@ from .sources import SourceError, open_source
 @dataclass
 class AnalyzeResult:
     events: list[Event] = field(default_factory=list)
+    snapshots: dict[str, bytes] = field(default_factory=dict)  # event_id → JPEG, as the node would publish
     frames_read: int = 0
     frames_analysed: int = 0
     duration_s: float = 0.0
@@ -78,6 +79,8 @@ def analyze(video: Path, config: NodeConfig, camera: Camera, start_time: datetim
         result.frames_analysed += 1
         for u in pipeline.process(image, start_time + timedelta(seconds=t)):
             final[u.event.event_id] = u.event
+            if u.snapshot is not None:
+                result.snapshots[u.event.event_id] = u.snapshot
     for u in pipeline.finish():
         final[u.event.event_id] = u.event
     result.duration_s = t

@@ -12,9 +12,12 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .detectors import DetectorSettings
+from .scene_change import SceneChangeSettings
+from .snapshot import SnapshotSettings
+from .tamper import TamperSettings
 from .track import TrackerSettings
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
@@ -198,6 +201,20 @@ class RulesSettings(Strict):
         return self
 
 
+SnapshotMode = Literal["none", "anonymised"]
+
+
+class SnapshotPolicy(Strict):
+    """Which events carry an evidence snapshot. There is no raw choice: an image leaves
+    the node only anonymised (people and faces filled solid), or not at all."""
+
+    scene_change: SnapshotMode = Field("anonymised", description="Snapshot of the settled scene after the change")
+    tamper: SnapshotMode = Field("anonymised", description="Snapshot of the view when tampering is confirmed")
+    intrusion: SnapshotMode = Field("none", description="Snapshot when an intrusion starts (people hidden)")
+    loitering: SnapshotMode = Field("none", description="Snapshot when loitering is reported (people hidden)")
+    motion: SnapshotMode = Field("none", description="Snapshot when motion starts (people hidden)")
+
+
 class Camera(Strict):
     id: Ident
     source: str | int = Field(description="Video file, V4L2 index or /dev/videoN, rtsp:// or http:// URL")
@@ -210,6 +227,12 @@ class Camera(Strict):
     lost_after_seconds: float = Field(10.0, gt=0, description="No frames for this long raises a health event")
     detector: DetectorSettings = Field(default_factory=DetectorSettings, description="Person detector (edge/detectors/)")
     rules: RulesSettings = Field(default_factory=RulesSettings, description="Intrusion and loitering rules")
+    tamper: TamperSettings = Field(default_factory=TamperSettings, description="Camera tampering (edge/tamper.py)")
+    scene_change: SceneChangeSettings = Field(default_factory=SceneChangeSettings,
+                                              description="Lasting scene change (edge/scene_change.py)")
+    snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy, description="Evidence snapshots per event type")
+    snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings,
+                                       description="How snapshots are anonymised and encoded")
 
     @model_validator(mode="after")
     def _unique_zones(self) -> "Camera":
@@ -222,10 +245,34 @@ class Camera(Strict):
         return self
 
 
+def _duration(v):
+    """Seconds, or a string such as 90s, 30m, 12h, 7d."""
+    if isinstance(v, str):
+        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+        text = v.strip()
+        if text[-1:] in units and text[:-1].replace(".", "", 1).isdigit():
+            return float(text[:-1]) * units[text[-1]]
+        raise ValueError(f"expected seconds or a duration such as 30m, 12h, 7d, got {v!r}")
+    return v
+
+
+Duration = Annotated[float, BeforeValidator(_duration), Field(gt=0)]
+
+
+class RetentionSection(Strict):
+    max_age: Duration = Field(
+        7 * 86400,
+        description="Unacknowledged events and snapshots older than this are deleted from the node and "
+        "counted (outbox_expired in the heartbeat); seconds or 30m, 12h, 7d. Acknowledged ones are "
+        "deleted at once.",
+    )
+
+
 class NodeConfig(Strict):
     node: NodeSection
     mqtt: MqttSection = Field(default_factory=MqttSection)
     spool: SpoolSection = Field(default_factory=SpoolSection)
+    retention: RetentionSection = Field(default_factory=RetentionSection)
     cameras: list[Camera] = Field(min_length=1)
 
     @model_validator(mode="after")

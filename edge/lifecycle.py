@@ -23,6 +23,7 @@ Phase = Literal["start", "update", "end"]
 class Update:
     phase: Phase
     event: Event
+    snapshot: bytes | None = None  # anonymised JPEG for this event, at most once per event
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,9 @@ class Node:
     def emit(self, camera_id: str, updates: list[Update] | list[Event]) -> None:
         for u in updates:
             ev = u.event if isinstance(u, Update) else u
+            if isinstance(u, Update) and u.snapshot is not None:
+                # Only the pipeline's anonymised JPEG ever takes this path (edge/pipeline.py).
+                self.outbox.put(f"{ev.event_id}/snapshot", topics.snapshots(self.node_id, ev.event_id), u.snapshot)
             self.outbox.put(ev.event_id, topics.events(self.node_id, camera_id), ev.to_payload())
         if updates:
             self.publisher.notify()
@@ -78,6 +81,7 @@ class Node:
                     if source.ended.is_set():
                         log.info("camera %s: %s ended", cam.id, describe(cam.source))
                         break
+                    self.emit(cam.id, pipeline.idle(now))
                     if lost is None and time.monotonic() - last_frame_at >= cam.lost_after_seconds:
                         lost = self._health(cam.id, "camera_lost", now)
                         log.error("camera %s: no frames for %.0f s", cam.id, cam.lost_after_seconds)
@@ -109,6 +113,7 @@ class Node:
             fps={k: round(m.fps(), 2) for k, m in self.meters.items()},
             dropped_frames={k: m.dropped for k, m in self.meters.items()},
             outbox_depth=c["depth"], outbox_dropped=c["dropped"], outbox_failed=c["failed"],
+            outbox_expired=c.get("expired", 0),
             cpu_temp_c=cpu_temperature(),
         )
 
@@ -127,6 +132,10 @@ class Node:
         try:
             while not stop.is_set() and any(t.is_alive() for t in threads):
                 if time.monotonic() >= next_beat:
+                    expired = self.outbox.expire(self.config.retention.max_age)
+                    if expired:
+                        log.warning("retention: deleted %d unacknowledged items older than %.0f s",
+                                    expired, self.config.retention.max_age)
                     self.publisher.heartbeat(self.heartbeat())
                     next_beat = time.monotonic() + interval
                 stop.wait(min(1.0, interval))

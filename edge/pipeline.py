@@ -1,9 +1,9 @@
 """One camera's analysis chain:
 
     frame → privacy masks → motion → person detector (on motion crops) → tracker
-          → rules (intrusion, loitering) ─┐
-    motion ───────────────────────────────┼→ event lifecycles → Updates
-    tamper, lasting scene change ─────────┘
+          → rules (intrusion, loitering)            ┐
+    masked frame → tamper (covered, defocused, moved) ├→ events → snapshots (anonymised)
+    masked frame, quiet → lasting scene change       ┘
 
 The same `CameraPipeline` runs live on the node (edge/node.py) and offline in
 `vaktpost analyze` (edge/analyze.py), so both produce identical events. Time is
@@ -13,21 +13,35 @@ repeatable.
 
 from __future__ import annotations
 
-from datetime import datetime
+import logging
+from datetime import datetime, timedelta
 from typing import Callable
 
 import cv2
 import numpy as np
 
+from .anonymise import AnonymiseError, Anonymiser
 from .config import Camera
 from .detectors import Detector, create_detector
 from .detectors.regions import RegionDetector
-from .event import EventType
+from .event import Event, EventType, uuid7
 from .lifecycle import EventIdentity, Lifecycle, Update
 from .masks import PrivacyMasker
-from .motion import MotionDetector
+from .motion import MotionDetector, MotionResult
 from .rules import PeopleRules
+from .scene_change import SceneChangeDetector
+from .snapshot import EncodeError, make_snapshot
+from .tamper import SUBTYPES as TAMPER_SUBTYPES
+from .tamper import TamperDetector
 from .track import Tracker
+
+log = logging.getLogger(__name__)
+
+# Tamper incidents are confirmed (with hysteresis) by the detector itself; the
+# lifecycle only turns the confirmed state into start/update/end. The gap must
+# exceed a frame period, or every frame would look like a new incident.
+_TAMPER_UPDATE_SECONDS = 60.0
+_TAMPER_GAP_SECONDS = 1.0
 
 
 def zone_at(zones, x: float, y: float) -> str | None:
@@ -41,10 +55,14 @@ def zone_at(zones, x: float, y: float) -> str | None:
 
 class CameraPipeline:
     def __init__(self, node_id: str, camera: Camera, next_seq: Callable[[], int], tz: str,
-                 detector: Detector | None = None):
+                 detector: Detector | None = None, anonymiser: Anonymiser | None = None):
         """`detector` None: build the configured one (raises ModelError when its model
-        is missing or fails its checksum). Pass `NullDetector()` to run without."""
+        is missing or fails its checksum). Pass `NullDetector()` to run without.
+        `anonymiser` None: load the default one if any event type wants snapshots; a
+        failure to load is not raised but makes every snapshot withheld (fail closed)."""
+        self.node_id = node_id
         self.camera = camera
+        self.next_seq = next_seq
         self.masker = PrivacyMasker(camera.privacy_masks)
         self.motion = MotionDetector(camera.motion, camera.motion_masks)
         m = camera.motion
@@ -58,22 +76,52 @@ class CameraPipeline:
         self.tracker = Tracker(camera.rules.tracker)
         self.rules = PeopleRules(node_id, camera.id, camera.zones, tz, camera.rules, next_seq)
         self.tracks: list = []
+        self.tamper = TamperDetector(camera.tamper)
+        self.tamper_events = {
+            sub: Lifecycle(EventIdentity(node_id, camera.id, EventType.tamper, sub), next_seq,
+                           0.0, _TAMPER_GAP_SECONDS, _TAMPER_UPDATE_SECONDS)
+            for sub in TAMPER_SUBTYPES
+        }
+        self.scene = SceneChangeDetector(camera.scene_change)
+        self._tampered = False  # a tamper incident running or pending on the last frame
+        policy = camera.snapshots.model_dump()
+        self.snapshot_types = {t for t, mode in policy.items() if mode == "anonymised"}
+        if self.snapshot_types:
+            anonymiser = (anonymiser or Anonymiser.create(camera.snapshot)).with_masker(self.masker)
+        self.anonymiser = anonymiser
+        self._snapshot_state: dict[str, dict] = {}  # event_id → snapshot fields of a running event
+        self._reported_withheld: set[str] = set()
 
+    # -- per frame -------------------------------------------------------------
     def process(self, frame: np.ndarray, t: datetime) -> list[Update]:
         # Masks first: nothing downstream may see a masked pixel.
         frame = self.masker.apply(frame)
+        ts = t.timestamp()
         result = self.motion.detect(frame)
         updates = self._motion(result, t)
         if self.people is not None:
             # Tracked people are looked at too: someone standing still fades from motion.
-            found = self.people.detect(frame, result.boxes, now=t.timestamp(),
-                                       watch=[tr.box for tr in self.tracks])
+            found = self.people.detect(frame, result.boxes, now=ts, watch=[tr.box for tr in self.tracks])
             people = None if found is None else [d for d in found if d.label == "person"]
-            self.tracks = self.tracker.update(people, t.timestamp())
+            self.tracks = self.tracker.update(people, ts)
             updates += self.rules.step(self.tracks, t)
-        return updates
+        updates += self._tamper(frame, t)
+        updates += self._scene_change(frame, t, result)
+        return self._with_snapshots(frame, updates, t)
 
-    def _motion(self, result, t: datetime) -> list[Update]:
+    def idle(self, t: datetime) -> list[Update]:
+        """No frame arrived: the camera may have lost its signal (tamper/signal_lost)."""
+        lost = self.tamper.signal(t.timestamp())
+        return self.tamper_events["signal_lost"].step(t, lost, confidence=1.0)
+
+    def finish(self) -> list[Update]:
+        ups = self.motion_events.finish() + self.rules.finish()
+        for lc in self.tamper_events.values():
+            ups += lc.finish()
+        return ups
+
+    # -- analysers -------------------------------------------------------------
+    def _motion(self, result: MotionResult, t: datetime) -> list[Update]:
         region = zone = None
         if result.boxes:
             xs1, ys1, xs2, ys2 = zip(*result.boxes)
@@ -84,5 +132,72 @@ class CameraPipeline:
         return self.motion_events.step(t, bool(result.boxes), region=region,
                                        confidence=result.score, zone=zone)
 
-    def finish(self) -> list[Update]:
-        return self.motion_events.finish() + self.rules.finish()
+    def _tamper(self, frame: np.ndarray, t: datetime) -> list[Update]:
+        state = self.tamper.observe(frame, t.timestamp())
+        if self._tampered and state.candidate is None and state.incident is None:
+            # The view after an incident (camera re-aimed, lens cleaned) is a new baseline
+            # for lasting scene changes, not a change in the scene.
+            self.scene.reset()
+        self._tampered = state.incident is not None or state.candidate is not None
+        ups: list[Update] = []
+        for sub, lc in self.tamper_events.items():
+            # A frame arrived, so signal_lost (if running) ends here too.
+            ups += lc.step(t, state.incident == sub, confidence=state.confidence)
+        return ups
+
+    def _scene_change(self, frame: np.ndarray, t: datetime, motion: MotionResult) -> list[Update]:
+        # Only an untouched, empty, steadily lit view teaches or tests the scene reference.
+        quiet = (not motion.boxes and not self.tracks and not motion.illumination_change
+                 and not self._tampered)
+        change = self.scene.observe(frame, t.timestamp(), quiet)
+        if change is None:
+            return []
+        started = t - timedelta(seconds=max(0.0, change.t - change.first_seen))
+        ev = Event(event_id=uuid7(int(started.timestamp() * 1000)), seq=self.next_seq(), node_id=self.node_id,
+                   camera_id=self.camera.id, type=EventType.scene_change, subtype=change.subtype,
+                   zone=zone_at(self.camera.zones, (change.region[0] + change.region[2]) / 2,
+                                (change.region[1] + change.region[3]) / 2),
+                   started_at=started, ended_at=t, confidence=round(change.confidence, 3),
+                   region=list(change.region))
+        return [Update("end", ev)]  # a lasting change is one message: it has happened
+
+    # -- snapshots -------------------------------------------------------------
+    def _with_snapshots(self, frame: np.ndarray, updates: list[Update], t: datetime) -> list[Update]:
+        """Attach an anonymised snapshot to the first message of each event whose type
+        wants one, and mark every message of that event accordingly."""
+        out: list[Update] = []
+        for u in updates:
+            ev = u.event
+            snap = None
+            state = self._snapshot_state.get(ev.event_id)
+            if state is None:
+                state = {}
+                if ev.type.value in self.snapshot_types:
+                    snap, state = self._snapshot(frame, t)
+                self._snapshot_state[ev.event_id] = state
+            if u.phase == "end":
+                self._snapshot_state.pop(ev.event_id, None)
+            out.append(Update(u.phase, ev.model_copy(update=state) if state else ev, snap))
+            if state.get("snapshot") == "withheld" and state["snapshot_withheld"] not in self._reported_withheld:
+                self._reported_withheld.add(state["snapshot_withheld"])
+                out.append(self._health("snapshot_withheld", t))
+        return out
+
+    def _snapshot(self, frame: np.ndarray, t: datetime) -> tuple[bytes | None, dict]:
+        assert self.anonymiser is not None
+        try:
+            data = make_snapshot(self.anonymiser, frame, [tr.box for tr in self.tracks], self.camera.snapshot)
+        except AnonymiseError as e:
+            # Fail closed: the event goes out without an image and says why.
+            log.error("camera %s: snapshot withheld: %s", self.camera.id, e)
+            return None, {"snapshot": "withheld", "snapshot_withheld": e.reason}
+        except EncodeError as e:
+            log.error("camera %s: snapshot withheld: %s", self.camera.id, e)
+            return None, {"snapshot": "withheld", "snapshot_withheld": "encode_error"}
+        return data, {"snapshot": "attached"}
+
+    def _health(self, subtype: str, t: datetime) -> Update:
+        ev = Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=self.next_seq(), node_id=self.node_id,
+                   camera_id=self.camera.id, type=EventType.health, subtype=subtype,
+                   started_at=t, ended_at=t, confidence=1.0)
+        return Update("end", ev)

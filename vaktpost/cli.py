@@ -26,6 +26,10 @@ app.add_typer(config_app, name="config")
 app.add_typer(node_app, name="node")
 app.add_typer(broker_app, name="broker")
 app.add_typer(places_app, name="places")
+scenarios_app = typer.Typer(help="Labelled synthetic clips for evaluation.", no_args_is_help=True)
+app.add_typer(scenarios_app, name="scenarios")
+privacy_app = typer.Typer(help="What a node sends, for a DPIA.", no_args_is_help=True)
+app.add_typer(privacy_app, name="privacy")
 
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, greppable
 out = Console()
@@ -88,6 +92,8 @@ def analyze(
     camera: Annotated[Optional[str], typer.Option(help="Camera id whose settings apply (default: first)")] = None,
     start_time: Annotated[Optional[str], typer.Option(help="ISO 8601 wall-clock time of frame 0 (default: now)")] = None,
     out_file: Annotated[Optional[Path], typer.Option("--out", help="Write JSON lines here (default: stdout)")] = None,
+    snapshots: Annotated[Optional[Path], typer.Option(
+        help="Write every snapshot the node would send as DIR/<event_id>.jpg, byte for byte")] = None,
 ) -> None:
     """Run the node pipeline over a video file without MQTT; one JSON line per event, final state."""
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
@@ -123,12 +129,17 @@ def analyze(
         except (SourceError, ModelError) as e:
             raise _fail(str(e)) from None
     text = write_jsonl(result.events, out_file)
+    if snapshots is not None:
+        snapshots.mkdir(parents=True, exist_ok=True)
+        for event_id, data in result.snapshots.items():
+            (snapshots / f"{event_id}.jpg").write_bytes(data)
     if out_file is None:
         sys.stdout.write(text)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(result.counts().items())) or "no events"
     err.print(f"{video.name}: {result.frames_read} frames read, {result.frames_analysed} analysed "
               f"at {cam.fps:g} fps over {result.duration_s:.1f} s → {counts}"
-              + (f"; written to {out_file}" if out_file else ""), highlight=False)
+              + (f"; written to {out_file}" if out_file else "")
+              + (f"; {len(result.snapshots)} snapshots in {snapshots}" if snapshots else ""), highlight=False)
 
 
 @app.command()
@@ -142,6 +153,36 @@ def schema(write: Annotated[bool, typer.Option(help="Write broker/schema/event.s
         err.print(f"wrote {path}")
     else:
         sys.stdout.write(text)
+
+
+@privacy_app.command("report")
+def privacy_report(config: Annotated[Path, typer.Option("--config", "-c", help="Node YAML config")]) -> None:
+    """Print exactly what this node sends: event fields, snapshots, masks, retention (Markdown)."""
+    from edge.privacy_report import report
+    sys.stdout.write(report(_node_config(config)) + "\n")
+
+
+@scenarios_app.command("generate")
+def scenarios_generate(directory: Path,
+                       quick: Annotated[bool, typer.Option(help="4 clips only")] = False) -> None:
+    """Write labelled scenario clips (NAME.avi + NAME.json ground truth)."""
+    from vaktpost.scenarios import generate
+    err.print(f"wrote {len(generate(directory, quick=quick))} clips to {directory}")
+
+
+@app.command("eval")
+def eval_(directory: Path,
+          json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON")] = None
+          ) -> None:
+    """Run the node pipeline over labelled clips; precision, recall and false alarms per hour."""
+    from vaktpost.evaluate import evaluate
+    try:
+        result = evaluate(directory, on_clip=lambda c: err.print(c.summary(), markup=False, highlight=False))
+    except ValueError as e:  # bad ground truth, or a ConfigError
+        raise _fail(str(e)) from None
+    sys.stdout.write(result.table())
+    if json_out:
+        json_out.write_text(json.dumps(result.to_json(), indent=2))
 
 
 # -- central host ------------------------------------------------------------
@@ -189,6 +230,18 @@ def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central
         run_central(config)
     except ConfigError as e:
         raise _fail(str(e)) from None
+
+
+@app.command()
+def purge(config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")]) -> None:
+    """Apply the central retention now: delete old snapshots, events and dead letters, log it."""
+    from broker.consumer import run_purge
+    from edge.config import ConfigError
+    try:
+        result = run_purge(config)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    out.print(f"purged {result.snapshots} snapshots, {result.events} events, {result.dead_letters} dead letters")
 
 
 @places_app.command("import")
