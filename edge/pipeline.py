@@ -112,13 +112,15 @@ class CameraPipeline:
     def idle(self, t: datetime) -> list[Update]:
         """No frame arrived: the camera may have lost its signal (tamper/signal_lost)."""
         lost = self.tamper.signal(t.timestamp())
-        return self.tamper_events["signal_lost"].step(t, lost, confidence=1.0)
+        # No frame, so no new snapshot; messages of running events keep their snapshot fields.
+        return self._with_snapshots(None, self.tamper_events["signal_lost"].step(t, lost, confidence=1.0), t)
 
     def finish(self) -> list[Update]:
         ups = self.motion_events.finish() + self.rules.finish()
         for lc in self.tamper_events.values():
             ups += lc.finish()
-        return ups
+        # The last message of an event must still say whether its snapshot was attached or withheld.
+        return self._with_snapshots(None, ups, None)
 
     # -- analysers -------------------------------------------------------------
     def _motion(self, result: MotionResult, t: datetime) -> list[Update]:
@@ -134,10 +136,8 @@ class CameraPipeline:
 
     def _tamper(self, frame: np.ndarray, t: datetime) -> list[Update]:
         state = self.tamper.observe(frame, t.timestamp())
-        if self._tampered and state.candidate is None and state.incident is None:
-            # The view after an incident (camera re-aimed, lens cleaned) is a new baseline
-            # for lasting scene changes, not a change in the scene.
-            self.scene.reset()
+        # While tampering is suspected the scene reference neither learns nor judges; the
+        # scene-change detector re-learns by itself after a view that moved for good.
         self._tampered = state.incident is not None or state.candidate is not None
         ups: list[Update] = []
         for sub, lc in self.tamper_events.items():
@@ -162,9 +162,10 @@ class CameraPipeline:
         return [Update("end", ev)]  # a lasting change is one message: it has happened
 
     # -- snapshots -------------------------------------------------------------
-    def _with_snapshots(self, frame: np.ndarray, updates: list[Update], t: datetime) -> list[Update]:
+    def _with_snapshots(self, frame: np.ndarray | None, updates: list[Update], t: datetime | None) -> list[Update]:
         """Attach an anonymised snapshot to the first message of each event whose type
-        wants one, and mark every message of that event accordingly."""
+        wants one, and mark every message of that event accordingly. Without a frame
+        (idle, finish) no snapshot is taken: an event first seen then gets none."""
         out: list[Update] = []
         for u in updates:
             ev = u.event
@@ -172,7 +173,7 @@ class CameraPipeline:
             state = self._snapshot_state.get(ev.event_id)
             if state is None:
                 state = {}
-                if ev.type.value in self.snapshot_types:
+                if ev.type.value in self.snapshot_types and frame is not None:
                     snap, state = self._snapshot(frame, t)
                 self._snapshot_state[ev.event_id] = state
             if u.phase == "end":

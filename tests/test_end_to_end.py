@@ -83,8 +83,10 @@ def test_video_to_place_log(broker: Broker, tmp_path: Path, video: Path) -> None
         assert node.outbox.depth() == 0, "every event acknowledged end to end and deleted"
         assert store.query_dead_letters() == []
         # Status and heartbeat reached the consumer too; the node left cleanly.
-        (node_row,) = [n for n in store.list_nodes() if n["node_id"] == "node-a"]
-        assert node_row["state"] == "offline"
+        def node_row():
+            rows = [n for n in store.list_nodes() if n["node_id"] == "node-a"]
+            return rows[0] if rows and rows[0]["state"] == "offline" else None
+        node_row = wait_until(node_row, 10, message="offline status stored")
         assert node_row["heartbeat"]["fps"]["yard"] > 0
         assert node_row["heartbeat"]["outbox_depth"] == 0
 

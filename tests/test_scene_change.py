@@ -21,6 +21,8 @@ from edge.scene_change import (
     merge_boxes,
     texture_correlation,
     to_analysis_color,
+    view_alignment,
+    view_sharpness,
 )
 from vaktpost.scenes import Figure, Scene, render_frame
 
@@ -166,7 +168,8 @@ def test_a_short_first_quiet_spell_is_enough_to_learn_the_scene() -> None:
 def test_tampering_with_the_camera_is_not_a_scene_change() -> None:
     """Covered, smeared or turned: the view itself changed. That is for the tamper detector to report."""
     smeared = cv2.GaussianBlur(u8(BASE), (0, 0), 8).astype(np.float32) * 0.7 + 0.3 * 170
-    covered = np.full_like(BASE, 16.0) + cv2.GaussianBlur(NOISE[0], (0, 0), 40) * 20
+    blotches = cv2.GaussianBlur(NOISE[0][:, :, 0], (0, 0), W / 12)
+    covered = np.repeat((16 * (1 + 0.15 * blotches / blotches.std()))[:, :, None], 3, axis=2) + NOISE[1]
     turned = cv2.warpAffine(u8(BASE), cv2.getRotationMatrix2D((W / 2, H / 2), 5, 1.0) + np.float32(
         [[0, 0, 0.15 * W], [0, 0, 0.04 * H]]), (W, H), borderMode=cv2.BORDER_REFLECT_101).astype(np.float32)
     for view in (smeared, covered, turned):
@@ -174,6 +177,23 @@ def test_tampering_with_the_camera_is_not_a_scene_change() -> None:
         for i in range(int(50 * FPS)):
             img = (BASE if i < 15 * FPS else view) + NOISE[i % len(NOISE)]
             assert det.observe(u8(img), i / FPS, True) is None, i
+
+
+def test_graffiti_painted_behind_a_covered_lens_is_reported_after_it_is_uncovered() -> None:
+    """The caller holds quiet=False while tampering lasts; the reference from before still counts."""
+    cover_from, cover_until = 12.0, 20.0
+    det = SceneChangeDetector()
+    found = []
+    for i in range(int(45 * FPS)):
+        t = i / FPS
+        img = u8(BASE + NOISE[i % len(NOISE)])
+        if t >= cover_from + 2:
+            graffiti(img)
+        if cover_from <= t < cover_until:
+            img = u8(np.full_like(BASE, 16.0) + NOISE[i % len(NOISE)])
+        if (change := det.observe(img, t, quiet=not (cover_from <= t < cover_until))) is not None:
+            found.append(change)
+    assert_one_change(found, STROKES_BOX, "appeared", quiet_from=cover_until)
 
 
 def test_a_person_walking_through_changes_nothing() -> None:
@@ -347,3 +367,18 @@ def test_merge_boxes_joins_neighbours_transitively() -> None:
     groups = sorted(sorted(g) for g in merge_boxes(boxes, gap=3))
     assert groups == [[0, 1, 2], [3]]
     assert merge_boxes([], gap=3) == []
+
+
+def test_view_alignment_and_sharpness_tell_a_changed_view_from_changes_in_it() -> None:
+    ref = cv2.cvtColor(to_analysis_color(u8(BASE), 320), cv2.COLOR_BGR2GRAY)
+    with_bag = ref.copy()
+    cv2.rectangle(with_bag, (128, 133), (147, 148), 30, -1)
+    shift, response = view_alignment(with_bag, ref)
+    assert shift < 0.005 and response > 0.85
+    moved = cv2.warpAffine(ref, np.float32([[1, 0, 8], [0, 1, 0]]), (320, 180), borderMode=cv2.BORDER_REFLECT)
+    assert view_alignment(moved, ref)[0] == pytest.approx(8 / 320, abs=0.004)
+    blotches = cv2.GaussianBlur(NOISE[0][:180, :320, 0], (0, 0), 25)
+    glow = (16 * (1 + 0.15 * blotches / blotches.std()) + NOISE[1][:180, :320, 0] / 3).astype(np.float32)
+    assert view_alignment(glow, ref)[1] < 0.5
+    assert view_sharpness(with_bag, ref) > 0.8
+    assert view_sharpness(cv2.GaussianBlur(ref, (0, 0), 4), ref) < 0.5
