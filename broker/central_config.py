@@ -14,12 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from edge.config import ConfigError, Strict, TlsSection, format_errors
+from edge.config import ConfigError, Strict, TlsSection, format_errors, read_yaml
 
 DEFAULT_DATABASE = "sqlite:///vaktpost-central.db"
 # MQTT shared subscription group names are one topic level without wildcards.
@@ -166,10 +165,4 @@ def parse_central(data: object, *, source: str = "config") -> CentralConfig:
 
 def load_central(path: str | Path) -> CentralConfig:
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return resolve_paths(parse_central(data, source=str(path)), path.resolve().parent)
+    return resolve_paths(parse_central(read_yaml(path), source=str(path)), path.resolve().parent)

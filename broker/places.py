@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 
-from edge.config import ConfigError, Strict, format_errors
+from edge.config import ConfigError, Strict, format_errors, read_yaml
 from edge.event import Ident
 
 from .store import Store
@@ -174,14 +173,7 @@ def parse_places(data: object, *, source: str = "places") -> Registry:
 
 
 def load_places(path: str | Path) -> Registry:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return parse_places(data, source=str(path))
+    return parse_places(read_yaml(path), source=str(path))
 
 
 def _place_row(p: Place) -> dict[str, Any]:

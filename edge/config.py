@@ -316,12 +316,17 @@ def parse(data: object, *, source: str = "config") -> NodeConfig:
         raise ConfigError(f"{source}:\n{format_errors(e)}") from None
 
 
-def load(path: str | Path) -> NodeConfig:
+def read_yaml(path: str | Path) -> object:
+    """The YAML document in `path`; ConfigError naming the file when it can't be read.
+    Shared by every config file of the project (node, central, places)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    return parse(data, source=str(path))
+
+
+def load(path: str | Path) -> NodeConfig:
+    return parse(read_yaml(path), source=str(path))
