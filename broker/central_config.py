@@ -14,24 +14,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from edge.config import ConfigError, Strict, TlsSection, format_errors, read_yaml
+from edge.config import BrokerConnection, ConfigError, Strict, format_errors, read_yaml
 
 DEFAULT_DATABASE = "sqlite:///vaktpost-central.db"
 # MQTT shared subscription group names are one topic level without wildcards.
 GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
-class CentralMqtt(Strict):
-    host: str = Field("localhost", description="Broker host")
-    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS)")
+class CentralMqtt(BrokerConnection):
     username: str = Field("central", description="Consumer account on the broker")
-    password: str | None = Field(None, description="Password; prefer password_file")
-    password_file: Path | None = Field(None, description="File whose first line is the password")
-    tls: TlsSection | None = Field(None, description="TLS files; omit for plain TCP on a trusted LAN")
     client_id: str = Field(
         "vaktpost-central",
         min_length=1,
@@ -50,22 +45,7 @@ class CentralMqtt(Strict):
         le=0xFFFFFFFF,
         description="How long the broker keeps the session and queues events while the consumer is away",
     )
-    keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
     reconnect_max_seconds: int = Field(30, ge=1, le=3600, description="Cap of the reconnect backoff")
-
-    @model_validator(mode="after")
-    def _one_password(self) -> "CentralMqtt":
-        if self.password is not None and self.password_file is not None:
-            raise ValueError("give password or password_file, not both")
-        return self
-
-    def resolved_password(self) -> str | None:
-        if self.password_file is not None:
-            try:
-                return self.password_file.read_text().splitlines()[0].strip()
-            except (OSError, IndexError) as e:
-                raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {e}") from None
-        return self.password
 
 
 DEFAULT_SNAPSHOT_MAX_BYTES = 2 * 1024 * 1024

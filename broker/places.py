@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timezone
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, ValidationError, field_validator
 
-from edge.config import ConfigError, Strict, format_errors, read_yaml
+from edge.config import ConfigError, Strict, TimeZoneName, format_errors, read_yaml
 from edge.event import Ident
 
 from .store import Store
@@ -84,18 +84,9 @@ class CameraPeriod(Strict):
 
 
 class PlacesFile(Strict):
-    timezone: str = Field("Europe/Stockholm", description="IANA zone for dates and times without a zone")
+    timezone: TimeZoneName = Field("Europe/Stockholm", description="IANA zone for dates and times without a zone")
     places: list[Place] = Field(default_factory=list)
     cameras: list[CameraPeriod] = Field(default_factory=list)
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
 
 
 @dataclass(frozen=True)

@@ -50,18 +50,20 @@ Polygon = Annotated[
 ]
 
 
+def _check_timezone(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {v!r}") from None
+    return v
+
+
+TimeZoneName = Annotated[str, AfterValidator(_check_timezone)]
+
+
 class NodeSection(Strict):
     id: Ident = Field(description="Node id; also its MQTT username")
-    timezone: str = Field("Europe/Stockholm", description="IANA zone for zone schedules")
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
+    timezone: TimeZoneName = Field("Europe/Stockholm", description="IANA zone for zone schedules")
 
 
 class TlsSection(Strict):
@@ -70,18 +72,18 @@ class TlsSection(Strict):
     key_file: Path | None = Field(None, description="Client key (optional)")
 
 
-class MqttSection(Strict):
+class BrokerConnection(Strict):
+    """What node and central consumer both need to reach the broker."""
+
     host: str = Field("localhost", description="Broker host")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS)")
-    username: str | None = Field(None, description="Defaults to node.id")
     password: str | None = Field(None, description="Password; prefer password_file")
     password_file: Path | None = Field(None, description="File whose first line is the password")
     tls: TlsSection | None = Field(None, description="TLS files; omit for plain TCP on a trusted LAN")
     keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
-    heartbeat_seconds: float = Field(30.0, gt=0, description="Interval between heartbeats")
 
     @model_validator(mode="after")
-    def _one_password(self) -> "MqttSection":
+    def _one_password(self):
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
         return self
@@ -93,6 +95,11 @@ class MqttSection(Strict):
             except (OSError, IndexError) as e:
                 raise ConfigError(f"mqtt.password_file: cannot read {self.password_file}: {e}") from None
         return self.password
+
+
+class MqttSection(BrokerConnection):
+    username: str | None = Field(None, description="Defaults to node.id")
+    heartbeat_seconds: float = Field(30.0, gt=0, description="Interval between heartbeats")
 
 
 class SpoolSection(Strict):
