@@ -48,6 +48,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.frames import check_image, steady_seconds
+
 Box = tuple[float, float, float, float]
 ChangeKind = Literal["appeared", "removed", "changed"]
 
@@ -123,15 +125,7 @@ class SceneChange:
 
 def check_frame(frame: object) -> np.ndarray:
     """`frame` if it is a gray, BGR or BGRA uint8 image of at least 16×16; else TypeError/ValueError saying why."""
-    if not isinstance(frame, np.ndarray):
-        raise TypeError(f"expected a numpy image, got {type(frame).__name__}")
-    if frame.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {frame.dtype}")
-    if not (frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] in (1, 3, 4))):
-        raise ValueError(f"expected a gray, BGR or BGRA image, got shape {frame.shape}")
-    if frame.shape[0] < 16 or frame.shape[1] < 16:
-        raise ValueError(f"frame too small for scene-change detection: shape {frame.shape}")
-    return frame
+    return check_image(frame, 16, "scene-change detection")
 
 
 def to_analysis_color(frame: np.ndarray, width: int, blur: int = 3) -> np.ndarray:
@@ -399,13 +393,7 @@ class SceneChangeDetector:
     # --- internals ---
 
     def _time(self, t: float) -> float:
-        try:
-            t = float(t)
-        except (TypeError, ValueError):
-            raise ValueError(f"t must be seconds as a number, got {t!r}") from None
-        if not math.isfinite(t):
-            raise ValueError(f"t must be a finite number of seconds, got {t!r}")
-        return t if self._last_t is None else max(t, self._last_t)
+        return steady_seconds(t, self._last_t)
 
     def _seed(self, img: np.ndarray) -> None:
         from edge.motion import sample_indices

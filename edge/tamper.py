@@ -43,6 +43,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from edge.frames import check_image, steady_seconds
+
 Subtype = Literal["covered", "defocused", "moved"]  # what `observe` reports
 SUBTYPES: tuple[str, ...] = ("covered", "defocused", "moved", "signal_lost")  # all tamper event subtypes
 
@@ -393,12 +395,7 @@ class TamperDetector:
         caller keeps the signal_lost incident (e.g. a Lifecycle stepped with
         this value); frames returning end it.
         """
-        try:
-            t_now = float(t_now)
-        except (TypeError, ValueError):
-            raise ValueError(f"t_now must be seconds as a number, got {t_now!r}") from None
-        if not math.isfinite(t_now):
-            raise ValueError(f"t_now must be a finite number of seconds, got {t_now!r}")
+        t_now = steady_seconds(t_now, None, "t_now")
         last = last_frame_t if last_frame_t is not None else self._last_t
         if last is None:
             if self._first_signal_check is None:
@@ -409,23 +406,14 @@ class TamperDetector:
     # --- internals ---
 
     def _clock(self, t: float) -> float:
-        try:
-            t = float(t)
-        except (TypeError, ValueError):
-            raise ValueError(f"t must be seconds as a number, got {t!r}") from None
-        if not math.isfinite(t):
-            raise ValueError(f"t must be a finite number of seconds, got {t!r}")
-        return t if self._last_t is None else max(t, self._last_t)
+        return steady_seconds(t, self._last_t)
 
     def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Imported here, not at module level: edge.config will import this module
         # for TamperSettings, and edge.motion imports edge.config.
         from edge.motion import to_analysis_gray
 
-        if not isinstance(frame, np.ndarray):
-            raise TypeError(f"expected a numpy image, got {type(frame).__name__}")
-        if frame.ndim < 2 or frame.shape[0] < 32 or frame.shape[1] < 32:
-            raise ValueError(f"frame too small for tamper detection: shape {frame.shape}")
+        check_image(frame, 32, "tamper detection")
         gray = to_analysis_gray(frame, self.settings.width, blur=3)
         h, w = gray.shape
         small = cv2.resize(gray, (max(16, w // 2), max(16, h // 2)), interpolation=cv2.INTER_AREA)
