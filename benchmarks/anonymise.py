@@ -21,11 +21,8 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without an install
@@ -36,19 +33,10 @@ from edge.anonymise import Anonymiser, detect_people  # noqa: E402
 from edge.masks import PrivacyMasker  # noqa: E402
 from edge.snapshot import SnapshotSettings, downscale, encode_jpeg, make_snapshot  # noqa: E402
 from vaktpost.scenes import Figure, Scene, render_frame  # noqa: E402
+from timing import timed  # noqa: E402
+
 
 MASK = [[0.05, 0.05], [0.35, 0.08], [0.15, 0.45]]
-
-
-def timed(fn: Callable[[], Any], runs: int) -> dict:
-    fn()  # warm-up: first runs allocate arenas and pick kernels
-    ms = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ms.append((time.perf_counter() - t0) * 1e3)
-    ms.sort()
-    return {"mean_ms": round(statistics.fmean(ms), 1), "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 1)}
 
 
 def frame(w: int, h: int) -> np.ndarray:
@@ -68,10 +56,10 @@ def bench_size(an: Anonymiser, settings: SnapshotSettings, img: np.ndarray, runs
         return encode_jpeg(an.paint(small, cover), settings.width, settings.quality)
 
     return {
-        "snapshot": timed(lambda: make_snapshot(an, img, [], settings), runs),
-        "person_detection": timed(lambda: detect_people(an.person_detector, img), runs),
-        "face_detection": timed(lambda: an.faces.detect(img, settings.face_threshold), runs),
-        "fill_downscale_encode": timed(fill_downscale_encode, runs),
+        "snapshot": timed(lambda: make_snapshot(an, img, [], settings), runs, digits=1),
+        "person_detection": timed(lambda: detect_people(an.person_detector, img), runs, digits=1),
+        "face_detection": timed(lambda: an.faces.detect(img, settings.face_threshold), runs, digits=1),
+        "fill_downscale_encode": timed(fill_downscale_encode, runs, digits=1),
         "found": {"people": len(cover.people), "faces": len(cover.faces)},
         "jpeg_bytes": len(jpeg),
     }

@@ -21,11 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without an install
 
@@ -38,17 +36,7 @@ from edge.detectors.regions import RegionDetector  # noqa: E402
 from edge.detectors.ssd import OUTPUTS, SsdDetector, to_rgb  # noqa: E402
 from edge.detectors.yolo import classwise_nms, decode_yolo  # noqa: E402
 from edge.modelfile import ModelError  # noqa: E402
-
-
-def timed(fn: Callable[[], Any], runs: int) -> dict:
-    fn()  # warm-up: first runs allocate arenas and pick kernels
-    ms = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        ms.append((time.perf_counter() - t0) * 1e3)
-    ms.sort()
-    return {"mean_ms": round(statistics.fmean(ms), 2), "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 2)}
+from timing import timed  # noqa: E402
 
 
 def test_frame() -> tuple[np.ndarray, str]:

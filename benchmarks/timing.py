@@ -1,0 +1,19 @@
+"""Timing helper shared by the benchmark scripts (they put this folder on sys.path)."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Any, Callable
+
+
+def timed(fn: Callable[[], Any], runs: int, digits: int = 2) -> dict:
+    """Mean and p95 milliseconds of `fn()` over `runs` calls, after one warm-up call."""
+    fn()  # warm-up: first runs allocate arenas and pick kernels
+    ms = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - t0) * 1e3)
+    ms.sort()
+    return {"mean_ms": round(statistics.fmean(ms), digits), "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], digits)}
