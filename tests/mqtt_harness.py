@@ -20,11 +20,13 @@ import socket
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
@@ -403,3 +405,31 @@ def start_broker(tmp_path: Path, nodes: list[str] | None = None, *, consumer: st
         except AddressInUse as e:
             last = e
     raise BrokerStartError(f"no free port after {attempts} attempts") from last
+
+
+@contextmanager
+def running_central(broker: Broker, tmp_path: Path, places: dict | None = None):
+    """The real central consumer on a SQLite file in `tmp_path`, subscribed to `broker`;
+    yields its Store. `places` (a places-registry document) is imported first."""
+    from broker.central_config import CentralConfig
+    from broker.consumer import Consumer
+    from broker.places import import_places
+    from broker.store import Store
+
+    cfg = CentralConfig.model_validate({
+        "database": f"sqlite:///{tmp_path / 'central.db'}",
+        "mqtt": {"host": broker.host, "port": broker.port, "username": "central",
+                 "password": broker.password("central"), "reconnect_max_seconds": 1},
+    })
+    store = Store(cfg.database)
+    store.create_all()
+    if places is not None:
+        (tmp_path / "places.yaml").write_text(yaml.safe_dump(places))
+        import_places(store, tmp_path / "places.yaml")
+    consumer = Consumer(cfg, store).start()
+    try:
+        assert consumer.ready.wait(15), "consumer did not subscribe"
+        yield store
+    finally:
+        consumer.stop()
+        store.close()

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import threading
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import yaml
-from mqtt_harness import Broker, wait_until
+from mqtt_harness import Broker, running_central, wait_until
 
-from broker.central_config import CentralConfig
-from broker.consumer import Consumer
-from broker.places import import_places
-from broker.store import Store
 from edge.analyze import analyze
 from edge.config import parse
 from edge.node import Node
@@ -45,26 +39,6 @@ def node_config(broker: Broker, tmp_path: Path, video: Path, *, node_id="node-a"
     }
 
 
-@contextmanager
-def central(broker: Broker, tmp_path: Path):
-    (tmp_path / "places.yaml").write_text(yaml.safe_dump(PLACES))
-    cfg = CentralConfig.model_validate({
-        "database": f"sqlite:///{tmp_path / 'central.db'}",
-        "mqtt": {"host": broker.host, "port": broker.port, "username": "central",
-                 "password": broker.password("central"), "reconnect_max_seconds": 1},
-    })
-    store = Store(cfg.database)
-    store.create_all()
-    import_places(store, tmp_path / "places.yaml")
-    consumer = Consumer(cfg, store).start()
-    try:
-        assert consumer.ready.wait(15), "consumer did not subscribe"
-        yield store
-    finally:
-        consumer.stop()
-        store.close()
-
-
 def expected_events(video: Path, cfg) -> list:
     return analyze(video, cfg, cfg.cameras[0], datetime.now(timezone.utc)).events
 
@@ -73,7 +47,7 @@ def test_video_to_place_log(broker: Broker, tmp_path: Path, video: Path) -> None
     cfg = parse(node_config(broker, tmp_path, video))
     expected = expected_events(video, cfg)
     assert len(expected) == 2
-    with central(broker, tmp_path) as store:
+    with running_central(broker, tmp_path, PLACES) as store:
         node = Node(cfg)
         node.run(drain_timeout=30)
         rows = store.query_events()
@@ -94,7 +68,7 @@ def test_video_to_place_log(broker: Broker, tmp_path: Path, video: Path) -> None
 def test_node_cannot_publish_as_another_node(broker: Broker, tmp_path: Path, video: Path) -> None:
     # Configured as node-b but holding node-a's credentials: the ACL refuses every event.
     cfg = parse(node_config(broker, tmp_path, video, node_id="node-b", username="node-a"))
-    with central(broker, tmp_path) as store:
+    with running_central(broker, tmp_path, PLACES) as store:
         node = Node(cfg)
         node.run(drain_timeout=5)
         failed = node.outbox.rows(state="failed")
@@ -107,7 +81,7 @@ def test_node_cannot_publish_as_another_node(broker: Broker, tmp_path: Path, vid
 def test_broker_outage_loses_nothing(broker: Broker, tmp_path: Path, video: Path) -> None:
     cfg = parse(node_config(broker, tmp_path, video))
     expected = expected_events(video, cfg)
-    with central(broker, tmp_path) as store:
+    with running_central(broker, tmp_path, PLACES) as store:
         node = Node(cfg)
         runner = threading.Thread(target=node.run, kwargs={"drain_timeout": 30})
         runner.start()

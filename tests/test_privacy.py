@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -22,12 +21,9 @@ import cv2
 import numpy as np
 import pytest
 import yaml
-from mqtt_harness import Broker, wait_until
+from mqtt_harness import Broker, running_central, wait_until
 
 import edge.node
-from broker.central_config import CentralConfig
-from broker.consumer import Consumer
-from broker.store import Store
 from edge import topics
 from edge.analyze import analyze
 from edge.anonymise import Anonymiser
@@ -221,24 +217,6 @@ def test_snapshot_fields_hold_for_every_message_of_an_event(clip_640: Path) -> N
 # --- 3 and 4. a node on a real Mosquitto: fail closed, and every payload audited ------------
 
 
-@contextmanager
-def central(broker: Broker, tmp_path: Path):
-    cfg = CentralConfig.model_validate({
-        "database": f"sqlite:///{tmp_path / 'central.db'}",
-        "mqtt": {"host": broker.host, "port": broker.port, "username": "central",
-                 "password": broker.password("central"), "reconnect_max_seconds": 1},
-    })
-    store = Store(cfg.database)
-    store.create_all()
-    consumer = Consumer(cfg, store).start()
-    try:
-        assert consumer.ready.wait(15), "consumer did not subscribe"
-        yield store
-    finally:
-        consumer.stop()
-        store.close()
-
-
 def models_copy(tmp_path: Path, damage: str | None) -> Path:
     """models/ copied; `damage` "missing" deletes centerface.onnx, "flipped" flips one byte of it."""
     models = tmp_path / "models"
@@ -285,7 +263,7 @@ def run_node(broker: Broker, tmp_path: Path, video: Path, models: Path, monkeypa
     assert ack_listener.subscribe_wait(topics.acks("node-a")) < 0x80
     messages: list = []
     acks: list = []
-    with central(broker, tmp_path) as store:
+    with running_central(broker, tmp_path) as store:
         node = Node(cfg)
         node.run(drain_timeout=30)
         assert node.outbox.depth() == 0, "everything acknowledged"
