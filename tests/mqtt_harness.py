@@ -407,8 +407,25 @@ def start_broker(tmp_path: Path, nodes: list[str] | None = None, *, consumer: st
     raise BrokerStartError(f"no free port after {attempts} attempts") from last
 
 
+def make_test_ca(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A throwaway CA and a server certificate for 127.0.0.1: (ca.crt, srv.crt, srv.key)."""
+    ca_key, ca_crt, key, csr, crt = (tmp_path / n for n in ("ca.key", "ca.crt", "srv.key", "srv.csr", "srv.crt"))
+    ext = tmp_path / "ext.cnf"
+    ext.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vaktpost-test-ca",
+            "-keyout", str(ca_key), "-out", str(ca_crt))
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    return ca_crt, crt, key
+
+
 @contextmanager
-def running_central(broker: Broker, tmp_path: Path, places: dict | None = None):
+def running_central(broker: Broker, tmp_path: Path, places: dict | None = None, *, tls_ca: Path | None = None):
     """The real central consumer on a SQLite file in `tmp_path`, subscribed to `broker`;
     yields its Store. `places` (a places-registry document) is imported first."""
     from broker.central_config import CentralConfig
@@ -419,7 +436,8 @@ def running_central(broker: Broker, tmp_path: Path, places: dict | None = None):
     cfg = CentralConfig.model_validate({
         "database": f"sqlite:///{tmp_path / 'central.db'}",
         "mqtt": {"host": broker.host, "port": broker.port, "username": "central",
-                 "password": broker.password("central"), "reconnect_max_seconds": 1},
+                 "password": broker.password("central"), "reconnect_max_seconds": 1,
+                 "tls": {"ca_file": str(tls_ca)} if tls_ca else None},
     })
     store = Store(cfg.database)
     store.create_all()

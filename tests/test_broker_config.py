@@ -12,7 +12,6 @@ import os
 import pwd
 import shutil
 import stat
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -34,7 +33,7 @@ from broker.mosquitto import (
     render_acl,
 )
 from edge import topics
-from mqtt_harness import Broker, free_port, wait_until
+from mqtt_harness import Broker, free_port, make_test_ca, wait_until
 
 NOT_AUTHORIZED = 0x87
 AUTH_REFUSED = {0x86, 0x87}  # Bad user name or password / Not authorized; 2.0.x sends 0x87
@@ -369,18 +368,7 @@ def test_queued_events_survive_broker_restart(broker: Broker) -> None:
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
 def test_tls_listener(broker_factory, tmp_path: Path) -> None:
-    ca_key, ca_crt, key, csr, crt = (tmp_path / n for n in ("ca.key", "ca.crt", "srv.key", "srv.csr", "srv.crt"))
-    ext = tmp_path / "ext.cnf"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
-
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=vaktpost-test-ca",
-            "-keyout", str(ca_key), "-out", str(ca_crt))
-    openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(csr))
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca_crt), "-CAkey", str(ca_key), "-CAcreateserial",
-            "-days", "2", "-extfile", str(ext), "-out", str(crt))
+    ca_crt, crt, key = make_test_ca(tmp_path)
 
     b = broker_factory(["node-a"], tls={"certfile": str(crt), "keyfile": str(key)})
     conf = b.conf_path.read_text()

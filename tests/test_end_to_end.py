@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from mqtt_harness import Broker, running_central, wait_until
+from mqtt_harness import Broker, make_test_ca, running_central, wait_until
 
 from edge.analyze import analyze
+from edge import topics
 from edge.config import parse
+from edge.event import Event, uuid7
 from edge.node import Node
+from edge.outbox import Outbox
+from edge.transport import Publisher
 from vaktpost.scenes import Figure, Scene, write_video
 
 PLACES = {
@@ -98,3 +103,26 @@ def test_broker_outage_loses_nothing(broker: Broker, tmp_path: Path, video: Path
         rows = store.query_events()
         assert len({r["event_id"] for r in rows}) == len(expected) == 2
         assert node.outbox.depth() == 0
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
+def test_node_and_consumer_over_tls(broker_factory, tmp_path: Path) -> None:
+    """The node's publisher and the central consumer, each with their TLS settings."""
+    ca_crt, crt, key = make_test_ca(tmp_path)
+    b = broker_factory(["node-a"], tls={"certfile": str(crt), "keyfile": str(key)})
+    mqtt = {**b.mqtt_config("node-a"), "tls": {"ca_file": str(ca_crt)}}
+    cfg = parse({"node": {"id": "node-a"}, "mqtt": mqtt, "spool": {"path": str(tmp_path / "outbox.db")},
+                 "cameras": [{"id": "yard", "source": "unused.avi"}]})
+    outbox = Outbox(cfg.spool.path, cfg.spool.max_events, cfg.spool.when_full)
+    ev = Event(event_id=uuid7(), seq=outbox.next_seq(), node_id="node-a", camera_id="yard", type="motion",
+               started_at=datetime.now(timezone.utc), ended_at=datetime.now(timezone.utc), confidence=0.7)
+    outbox.put(ev.event_id, topics.events("node-a", "yard"), ev.to_payload())
+    with running_central(b, tmp_path, PLACES, tls_ca=ca_crt) as store:
+        publisher = Publisher("node-a", cfg.mqtt, outbox)
+        publisher.start()
+        try:
+            wait_until(lambda: outbox.depth() == 0, 20, message="event acknowledged over TLS")
+        finally:
+            publisher.stop()
+        (row,) = store.query_events()
+        assert (row["event_id"], row["place_id"]) == (ev.event_id, "ekbacken-yard")
