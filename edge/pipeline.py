@@ -76,7 +76,7 @@ class CameraPipeline:
         self.tracker = Tracker(camera.rules.tracker)
         self.rules = PeopleRules(node_id, camera.id, camera.zones, tz, camera.rules, next_seq)
         self.tracks: list = []
-        self.tamper = TamperDetector(camera.tamper)
+        self.tamper = TamperDetector(camera.tamper, camera.privacy_masks)
         self.tamper_events = {
             sub: Lifecycle(EventIdentity(node_id, camera.id, EventType.tamper, sub), next_seq,
                            0.0, _TAMPER_GAP_SECONDS, _TAMPER_UPDATE_SECONDS)

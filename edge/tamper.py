@@ -44,6 +44,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edge.frames import check_image, steady_seconds
+from edge.masks import polygon_mask
 
 Subtype = Literal["covered", "defocused", "moved"]  # what `observe` reports
 SUBTYPES: tuple[str, ...] = ("covered", "defocused", "moved", "signal_lost")  # all tamper event subtypes
@@ -226,10 +227,14 @@ def measure(
     *,
     covered_contrast: float,
     defocus_ratio: float,
+    excluded: np.ndarray | None = None,
 ) -> TamperMeasures:
-    """Compare one frame (analysis gray and its half-size copy) with the reference."""
+    """Compare one frame (analysis gray and its half-size copy) with the reference.
+    `excluded` (rows, cols) bool marks cells that are not the view (privacy masks)."""
     c_ref = cell_contrast(ref_small)
     structured = c_ref >= MIN_CELL_CONTRAST
+    if excluded is not None:
+        structured &= ~excluded
     n = int(structured.sum())
     dx, dy, response = alignment(ref_small, small, window)
     shift = max(abs(dx), abs(dy))
@@ -260,6 +265,19 @@ def measure(
         covered_loose=covered(min(0.95, covered_contrast * LOOSE_CONTRAST), LOST_MATCH * LOOSE_MATCH),
         blurred_loose=float(np.mean(sharpness < min(0.95, defocus_ratio * LOOSE_SHARPNESS))),
     )
+
+
+def masked_cells(polygons, grid: tuple[int, int] = GRID) -> np.ndarray | None:
+    """(rows, cols) bool: cells that privacy masks touch at all, or None without masks.
+
+    The pipeline blanks masks before tamper detection; their edges keep full contrast
+    under a cover or blur, so a cell holding any of a mask says nothing about the view.
+    """
+    if not polygons:
+        return None
+    cols, rows = grid
+    fine = polygon_mask(polygons, (rows * 16, cols * 16)).astype(np.float32)
+    return cv2.resize(fine, grid, interpolation=cv2.INTER_AREA) > 0
 
 
 def classify(m: TamperMeasures, s: TamperSettings, *, loose: bool = False) -> Subtype | None:
@@ -315,8 +333,10 @@ class TamperDetector:
     clock; a clock that steps back is treated as standing still.
     """
 
-    def __init__(self, settings: TamperSettings | None = None) -> None:
+    def __init__(self, settings: TamperSettings | None = None, privacy_masks=()) -> None:
+        """`privacy_masks`: the camera's privacy polygons, blanked in the frames it is fed."""
         self.settings = settings or TamperSettings()
+        self._excluded = masked_cells(privacy_masks)
         self._first_signal_check: float | None = None
         self.reset()
 
@@ -366,7 +386,8 @@ class TamperDetector:
         s = self.settings
         assert self._ref_small is not None and self._window is not None
         m = measure(gray, small, self._ref_gray, self._ref_small, self._window,
-                    covered_contrast=s.covered_contrast, defocus_ratio=s.defocus_ratio)
+                    covered_contrast=s.covered_contrast, defocus_ratio=s.defocus_ratio,
+                    excluded=self._excluded)
         candidate = classify(m, s)
         healthy = candidate is None and classify(m, s, loose=True) is None
         if self._advance(t, candidate, healthy, m):

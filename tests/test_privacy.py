@@ -249,9 +249,8 @@ def run_node(broker: Broker, tmp_path: Path, video: Path, models: Path, monkeypa
         "node": {"id": "node-a"},
         "mqtt": {**broker.mqtt_config("node-a"), "heartbeat_seconds": 1},
         "spool": {"path": str(tmp_path / "outbox.db")},
-        # No privacy masks here: their edges keep contrast under a cover, so the tamper
-        # detector calls a covered lens "moved" on a masked camera (reported, not fixed here).
-        "cameras": [camera(video, detector={"kind": "none"},
+        # Privacy masks too: a covered lens must still read as "covered" on a masked camera.
+        "cameras": [camera(video, detector={"kind": "none"}, privacy_masks=MASKS,
                            snapshots={"tamper": "anonymised", "scene_change": "anonymised"})],
     })
     anonymiser = Anonymiser.create(cfg.cameras[0].snapshot, models_dir=models)

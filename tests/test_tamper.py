@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from edge.masks import PrivacyMasker
 from edge.tamper import (
     TamperDetector,
     TamperMeasures,
@@ -358,3 +359,26 @@ def test_classify_order_and_hysteresis() -> None:
     assert classify(noise_peak, SETTINGS) is None
     too_plain = TamperMeasures(1.0, 1.0, 0.3, 1.0, 0.0, 2, 100)
     assert classify(too_plain, SETTINGS) is None
+
+
+PRIVACY_MASKS = [[[0.05, 0.1], [0.35, 0.1], [0.35, 0.45], [0.05, 0.45]],
+                 [[0.55, 0.05], [0.95, 0.30], [0.60, 0.55]]]
+
+
+@pytest.mark.parametrize(("transform", "subtype"), [(cover, "covered"), (spray, "covered"),
+                                                    (defocus, "defocused"), (shifted, "moved")],
+                         ids=["hand", "spray-paint", "defocus", "knocked"])
+def test_privacy_masks_do_not_change_the_verdict(transform: Transform, subtype: str) -> None:
+    """The pipeline blanks privacy masks before tamper detection. The masks' edges stay sharp
+    under a cover; cells they touch must not count as the view, or a covered lens reads as moved."""
+    masker = PrivacyMasker(PRIVACY_MASKS)
+    det = TamperDetector(SETTINGS, privacy_masks=PRIVACY_MASKS)
+    states = []
+    for i in range(int((ONSET + 6.0) * FPS)):
+        t = i / FPS
+        frame = healthy(i)
+        if t >= ONSET:
+            frame = transform(frame, i)
+        states.append((t, det.observe(masker.apply(frame), t).incident))
+    found = incidents(states)
+    assert [f[0] for f in found] == [subtype], found
