@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
 
-from mqtt_harness import Broker, start_broker
+from mqtt_harness import Broker, PayloadAuditor, start_broker
 
 if TYPE_CHECKING:
     from broker.store import Store
@@ -62,20 +62,26 @@ def broker_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[C
     stopped at teardown (their logs printed if the test failed)."""
     _require_mosquitto()
     made: list[Broker] = []
+    auditors: list[PayloadAuditor] = []
 
     def make(nodes: list[str] | None = None, **kwargs) -> Broker:
         kwargs.setdefault("name", f"broker{len(made) or ''}")
         b = start_broker(tmp_path, nodes, **kwargs)
         made.append(b)
+        if not kwargs.get("tls"):
+            # Every payload of every test broker is checked for image data (docs/privacy.md).
+            auditors.append(PayloadAuditor(b))
         return b
 
     yield make
+    violations = [v for a in auditors for v in a.close()]
     for b in made:
         try:
             b.close()
         finally:
             if _failed(request):
                 print(f"\n--- mosquitto log ({b.dir}) ---\n{b.log_text()}")
+    assert not violations, f"image data outside /snapshots/: {violations}"
 
 
 @pytest.fixture

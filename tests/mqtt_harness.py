@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import pwd
 import queue
+import re
 import signal
 import socket
 import subprocess
@@ -32,6 +33,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from broker.mosquitto import CONF_FILE, Credentials, init_broker, load_credentials, mosquitto_command
+from edge.topics import ROOT
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0  # generous: two shared cores under parallel test runs
@@ -451,3 +453,55 @@ def running_central(broker: Broker, tmp_path: Path, places: dict | None = None, 
     finally:
         consumer.stop()
         store.close()
+
+
+# Image data outside a snapshot topic: JPEG or PNG signatures, or a long base64 run
+# (an image smuggled as text in a JSON field).
+_IMAGE_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"data:image")
+_BASE64_RUN = re.compile(rb"[A-Za-z0-9+/]{200,}")
+
+
+def image_data_in(payload: bytes) -> str | None:
+    """What in `payload` looks like image data, or None."""
+    for sig in _IMAGE_SIGNATURES:
+        if sig in payload:
+            return f"contains {sig!r}"
+    if _BASE64_RUN.search(payload):
+        return "contains a base64 run of 200+ characters"
+    return None
+
+
+class PayloadAuditor:
+    """Listens to every node topic with the consumer account for the whole life of a test
+    broker (reconnecting across restarts) and records any message that carries image data
+    outside `/snapshots/` — the one path an (anonymised) image may take."""
+
+    def __init__(self, broker: "Broker") -> None:
+        self.seen = 0
+        self.violations: list[str] = []
+        self._lock = threading.Lock()
+        self.paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"vaktpost-audit-{broker.port}",
+                                protocol=mqtt.MQTTv5)
+        self.paho.username_pw_set(broker.credentials.consumer.username, broker.credentials.consumer.password)
+        self.paho.reconnect_delay_set(0.1, 1)
+        self.paho.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{ROOT}/#", qos=1) if not rc.is_failure else None
+        self.paho.on_message = self._on_message
+        self.subscribed = threading.Event()
+        self.paho.on_subscribe = lambda *_: self.subscribed.set()
+        self.paho.connect_async(broker.host, broker.port, keepalive=30)
+        self.paho.loop_start()
+
+    def _on_message(self, client, userdata, message) -> None:
+        with self._lock:
+            self.seen += 1
+            if "/snapshots/" in message.topic:
+                return
+            problem = image_data_in(message.payload)
+            if problem:
+                self.violations.append(f"{message.topic}: {problem}")
+
+    def close(self) -> list[str]:
+        self.paho.disconnect()
+        self.paho.loop_stop()
+        with self._lock:
+            return list(self.violations)

@@ -33,7 +33,7 @@ from broker.mosquitto import (
     render_acl,
 )
 from edge import topics
-from mqtt_harness import Broker, free_port, make_test_ca, wait_until
+from mqtt_harness import Broker, PayloadAuditor, free_port, make_test_ca, start_broker, wait_until
 
 NOT_AUTHORIZED = 0x87
 AUTH_REFUSED = {0x86, 0x87}  # Bad user name or password / Not authorized; 2.0.x sends 0x87
@@ -379,3 +379,23 @@ def test_tls_listener(broker_factory, tmp_path: Path) -> None:
     # Plain MQTT on the TLS port gets no CONNACK: the broker closes the connection.
     with pytest.raises(ConnectionError, match="before CONNACK"):
         b.client("node-a")
+
+
+def test_payload_auditor_flags_image_data_outside_snapshots(tmp_path: Path) -> None:
+    """The auditor every broker fixture runs must be able to fail (here on its own broker)."""
+    b = start_broker(tmp_path / "audited", ["node-a"])
+    try:
+        auditor = PayloadAuditor(b)
+        with b.client("node-a") as node:
+            assert auditor.subscribed.wait(10), "auditor subscribed"
+            jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"
+            assert node.publish_wait(topics.snapshots("node-a", "e1"), jpeg) < 0x80
+            assert node.publish_wait(topics.events("node-a", "cam1"), b'{"x": "' + b"QUJD" * 60 + b'"}') < 0x80
+            assert node.publish_wait(topics.heartbeat("node-a"), jpeg) < 0x80
+            wait_until(lambda: auditor.seen >= 3, message="auditor saw the three messages")
+        found = auditor.close()
+    finally:
+        b.close()
+    assert len(found) == 2
+    assert any("events/cam1" in v and "base64" in v for v in found)
+    assert any("heartbeat" in v and "\\xff\\xd8\\xff" in v for v in found)
