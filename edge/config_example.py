@@ -79,19 +79,36 @@ def _dump(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=200).strip().removesuffix("...").strip()
 
 
+def _value_of(field, data: dict, key: str):
+    """The example's value for `key`, else the field's default (its factory's output)."""
+    if key in data:
+        return data[key]
+    if field.default_factory is not None:
+        value = field.default_factory()
+    else:
+        value = field.default
+    return value.model_dump(by_alias=True, mode="json") if isinstance(value, BaseModel) else value
+
+
 def _emit(model: type[BaseModel], data: dict, indent: int, lines: list[str], first_prefix: str = "") -> None:
-    fields = {(f.alias or n): f for n, f in model.model_fields.items()}
+    """Every field of `model` with its description: the example's value where it has one,
+    the default otherwise, so the example lists every option there is."""
     pad = " " * indent
-    for i, (key, value) in enumerate(data.items()):
-        f = fields[key]
-        prefix = first_prefix if i == 0 and first_prefix else pad
+    unknown = set(data) - {(f.alias or n) for n, f in model.model_fields.items()}
+    if unknown:
+        raise KeyError(f"example keys not in {model.__name__}: {sorted(unknown)}")
+    first = True
+    for name, f in model.model_fields.items():
+        key = f.alias or name
+        if key not in data and f.is_required():
+            continue
+        value = _value_of(f, data, key)
+        prefix = first_prefix if first and first_prefix else pad
+        first = False
         if f.description:
-            if i == 0 and first_prefix:
-                lines.append(f"{pad}# {f.description}")
-            else:
-                lines.append(f"{pad}# {f.description}")
+            lines.append(f"{pad}# {f.description}")
         sub = _model_for(f.annotation, value[0] if isinstance(value, list) and value else value)
-        if isinstance(value, dict) and sub is not None:
+        if isinstance(value, dict) and value and sub is not None:
             lines.append(f"{prefix}{key}:")
             _emit(sub, value, indent + 2, lines)
         elif isinstance(value, list) and value and isinstance(value[0], dict) and sub is not None:

@@ -87,3 +87,29 @@ def test_cli_config_check_exit_codes(tmp_path):
     ok, ko = run(good), run(bad)
     assert ok.returncode == 0 and "OK" in ok.stdout
     assert ko.returncode == 2 and "cameras[0].fps" in ko.stderr
+
+
+def test_example_lists_every_option():
+    """The example is the reader's list of options: each field of each section appears."""
+    from pydantic import BaseModel
+
+    from edge.config import NodeConfig
+    from edge.config_example import _flatten
+
+    text = example_yaml()
+    missing, seen = [], set()
+
+    def walk(model: type[BaseModel]) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, f in model.model_fields.items():
+            if f"{f.alias or name}:" not in text:
+                missing.append(f"{model.__name__}.{name}")
+            for sub in _flatten(f.annotation):
+                if isinstance(sub, type) and issubclass(sub, BaseModel):
+                    walk(sub)
+
+    walk(NodeConfig)
+    assert not missing
+    assert len(seen) > 10  # the walk reached the nested sections
