@@ -14,11 +14,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from edge.config import BrokerConnection, ConfigError, Strict, format_errors, read_yaml
+from edge.config import BrokerConnection, Strict, read_yaml, validate
 
 DEFAULT_DATABASE = "sqlite:///vaktpost-central.db"
 # MQTT shared subscription group names are one topic level without wildcards.
@@ -135,12 +135,7 @@ def resolve_paths(cfg: CentralConfig, base: Path) -> CentralConfig:
 def parse_central(data: object, *, source: str = "config") -> CentralConfig:
     if data is None:
         data = {}  # an empty file means all defaults
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
-    try:
-        return CentralConfig.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(f"{source}:\n{format_errors(e)}") from None
+    return validate(CentralConfig, data, source)
 
 
 def load_central(path: str | Path) -> CentralConfig:

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BeforeValidator, Field, ValidationError, field_validator
+from pydantic import BeforeValidator, Field, field_validator
 
-from edge.config import ConfigError, Strict, TimeZoneName, format_errors, read_yaml
+from edge.config import ConfigError, Strict, TimeZoneName, read_yaml, validate
 from edge.event import Ident
 
 from .store import Store
@@ -146,12 +146,7 @@ def _check(reg: Registry) -> list[str]:
 
 
 def parse_places(data: object, *, source: str = "places") -> Registry:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping with 'places' and 'cameras' at the top level")
-    try:
-        doc = PlacesFile.model_validate(data)
-    except ValidationError as e:
-        raise ConfigError(f"{source}:\n{format_errors(e)}") from None
+    doc = validate(PlacesFile, data, source, "a mapping with 'places' and 'cameras' at the top level")
     tz = ZoneInfo(doc.timezone)
     periods = [
         Period(i, c.node, c.camera, c.place, to_utc(c.from_, tz), None if c.to is None else to_utc(c.to, tz))

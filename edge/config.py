@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import date, time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -314,13 +314,22 @@ def format_errors(err: ValidationError) -> str:
     return "\n".join(dict.fromkeys(lines))
 
 
-def parse(data: object, *, source: str = "config") -> NodeConfig:
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: object, source: str, shape: str = "a mapping at the top level") -> M:
+    """`data` as `model`, or one ConfigError naming `source` with a line per problem.
+    Shared by every config file of the project (node, central, places)."""
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
+        raise ConfigError(f"{source}: expected {shape}")
     try:
-        return NodeConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as e:
         raise ConfigError(f"{source}:\n{format_errors(e)}") from None
+
+
+def parse(data: object, *, source: str = "config") -> NodeConfig:
+    return validate(NodeConfig, data, source)
 
 
 def read_yaml(path: str | Path) -> object:
