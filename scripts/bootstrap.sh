@@ -37,8 +37,12 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing vaktpost[dev] into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "bootstrap: installing vaktpost[dev] into .venv (a few minutes the first time; log: .venv/install.log)"
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[dev]'; } \
+       > .venv/install.log 2>&1; then
+    tail -n 40 .venv/install.log >&2
+    echo "bootstrap: pip install failed; the whole log is in .venv/install.log" >&2
+    exit 1
+  fi
   touch "$stamp"
 fi
