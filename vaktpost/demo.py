@@ -22,18 +22,21 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-SCENE_OF_NODE = {"node-a": ("yard", "schoolyard"), "node-b": ("park", "park")}
+# Each node plays one labelled scenario clip (vaktpost/scenarios.py) as its camera:
+# node-a sees two people cross its yard (intrusion), node-b someone paint a tag on a
+# wall that stays (lasting scene change, with an anonymised snapshot).
+SCENE_OF_NODE = {"node-a": ("yard", "intrusion_armed"), "node-b": ("wall", "graffiti")}
 
 PLACES = {
     "places": [
         {"id": "ekbacken-school-yard", "name": "Ekbacken school, schoolyard", "kind": "schoolyard",
          "district": "Norra", "address": "Ekbacksvägen 4", "coordinates": [59.3401, 18.0312]},
-        {"id": "linden-park", "name": "Linden park", "kind": "park", "district": "Södra",
+        {"id": "linden-park-pavilion", "name": "Linden park, pavilion", "kind": "park", "district": "Södra",
          "address": "Lindgatan 1", "coordinates": [59.3102, 18.0755]},
     ],
     "cameras": [
         {"node": "node-a", "camera": "yard", "place": "ekbacken-school-yard", "from": "2020-01-01"},
-        {"node": "node-b", "camera": "park", "place": "linden-park", "from": "2020-01-01"},
+        {"node": "node-b", "camera": "wall", "place": "linden-park-pavilion", "from": "2020-01-01"},
     ],
 }
 
@@ -58,15 +61,19 @@ def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> N
 
 
 def _node_config(node_id: str, camera_id: str, video: Path, port: int, password: str, work: Path) -> dict:
+    from vaktpost.scenarios import YARD, ZONE
     return {
         "node": {"id": node_id},
         "mqtt": {"host": "127.0.0.1", "port": port, "password": password, "heartbeat_seconds": 5},
         "spool": {"path": str(work / f"{node_id}-outbox.db")},
         "cameras": [{
             "id": camera_id, "source": str(video), "fps": 5,
-            "zones": [{"name": "ground", "polygon": [[0, 0.45], [1, 0.45], [1, 1], [0, 1]],
+            # Armed all day, so the demo shows intrusions whatever the time.
+            "zones": [{"name": ZONE, "polygon": YARD,
                        "armed": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"],
                                   "from": "00:00", "to": "24:00"}]}],
+            "scene_change": {"settle_seconds": 5},
+            "snapshots": {"intrusion": "anonymised"},
         }],
     }
 
@@ -79,7 +86,8 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
     from broker.store import Store
     from edge.config import parse
     from edge.node import Node
-    from vaktpost.scenes import demo_scenes, write_video
+    from vaktpost.scenarios import scenarios
+    from vaktpost.scenes import write_video
 
     console = console or Console()
     temp = workdir is None
@@ -101,7 +109,7 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
         wait_for_port(port, mosq)
         console.print(f"[bold]2/5[/bold] mosquitto listening on 127.0.0.1:{port}")
 
-        scenes = demo_scenes()
+        scenes = {sc.name: sc.scene for sc in scenarios()}
         configs = []
         for node_id in node_ids:
             camera_id, scene_name = SCENE_OF_NODE[node_id]
@@ -109,7 +117,7 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
             cfg = _node_config(node_id, camera_id, video, port, creds.nodes[node_id].password, work)
             (work / f"{node_id}.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
             configs.append(parse(cfg, source=node_id))
-        console.print(f"[bold]3/5[/bold] generated scenes: {', '.join(SCENE_OF_NODE[n][1] for n in node_ids)}")
+        console.print(f"[bold]3/5[/bold] generated camera clips: {', '.join(SCENE_OF_NODE[n][1] for n in node_ids)}")
 
         (work / "places.yaml").write_text(yaml.safe_dump(PLACES, sort_keys=False, allow_unicode=True))
         central_cfg = CentralConfig.model_validate({
@@ -125,7 +133,7 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
         consumer_thread = threading.Thread(target=consumer.run, args=(consumer_stop,), daemon=True)
         consumer_thread.start()
         console.print("[bold]4/5[/bold] central consumer running on SQLite; nodes playing their cameras "
-                      "(about half a minute, Ctrl-C stops early)")
+                      "(under a minute, Ctrl-C stops early)")
 
         node_threads = [threading.Thread(target=Node(c).run, args=(stop,), daemon=True) for c in configs]
         for t in node_threads:
@@ -143,7 +151,13 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
         for row in store.summary_by_place():
             table.add_row(row["place_name"] or "(unassigned)", row["type"], str(row["count"]))
         console.print(table)
-        console.print(f"{store.count_events()} events logged, {len(store.query_dead_letters())} dead letters; "
+        shots = work / "snapshots"
+        shots.mkdir(exist_ok=True)
+        for row in store.query_events():
+            if row["has_snapshot"]:
+                (shots / f"{row['event_id']}.jpg").write_bytes(store.get_snapshot(row["event_id"]))
+        console.print(f"{store.count_events()} events logged, {store.count_snapshots()} anonymised snapshots "
+                      f"(in {shots}), {len(store.query_dead_letters())} dead letters; "
                       f"database {work / 'central.db'}" + (" (removed)" if temp else ""))
         return 130 if stop.is_set() else 0
     finally:
