@@ -11,12 +11,16 @@ where appended files hide.
 
 from __future__ import annotations
 
+from edge.snapshot import jpeg_spans
+
 CONTENT_TYPE = "image/jpeg"
 
 SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
 ALLOWED_APP = frozenset({0xE0, 0xEE})  # APP0 JFIF, APP14 Adobe
 # Start-of-frame markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC).
 _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Never a segment of their own outside a scan: a stuffed zero, TEM and restart markers.
+_UNEXPECTED = frozenset({0x00, 0x01} | set(range(0xD0, 0xD8)))
 
 
 class JpegError(ValueError):
@@ -33,25 +37,12 @@ def _segment_name(marker: int) -> str:
     return f"FF{marker:02X}"
 
 
-def _skip_entropy_data(data: bytes, pos: int) -> int:
-    """Position of the marker that ends the scan starting at `pos`. Inside a scan
-    0xFF is followed by 0x00 (a stuffed byte) or a restart marker; anything else
-    is the next segment."""
-    n = len(data)
-    while True:
-        j = data.find(b"\xff", pos)
-        if j < 0 or j + 1 >= n:
-            raise JpegError("truncated JPEG: scan data runs to the end of the payload")
-        nxt = data[j + 1]
-        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
-            pos = j + 2
-            continue
-        return j
-
-
 def check_jpeg(data: bytes, max_bytes: int) -> tuple[int, int]:
     """Raise JpegError unless `data` is a complete JPEG of at most `max_bytes` bytes
-    without metadata segments; returns (width, height) from its frame header."""
+    without metadata segments; returns (width, height) from its frame header.
+
+    The segments are walked by the same parser that strips the node's snapshots
+    (edge.snapshot.jpeg_spans); this only judges what it finds."""
     n = len(data)
     if n > max_bytes:
         raise JpegError(f"snapshot of {n} bytes exceeds the limit of {max_bytes} bytes")
@@ -59,46 +50,42 @@ def check_jpeg(data: bytes, max_bytes: int) -> tuple[int, int]:
         raise JpegError("not a JPEG: the payload does not start with FFD8")
     if data[-2] != 0xFF or data[-1] != EOI:
         raise JpegError("not a complete JPEG: the payload does not end with FFD9")
-    pos = 2
     size: tuple[int, int] | None = None
     scanned = False
-    while True:
-        if pos >= n or data[pos] != 0xFF:
-            raise JpegError(f"corrupt JPEG: no marker at byte {pos}")
-        while pos < n and data[pos] == 0xFF:  # fill bytes may precede any marker
-            pos += 1
-        if pos >= n:
-            raise JpegError("truncated JPEG: ends inside a marker")
-        marker, at = data[pos], pos - 1
-        pos += 1
-        if marker == EOI:
-            if pos != n:
-                raise JpegError(f"{n - pos} bytes after the end-of-image marker")
-            break
-        if marker == 0x00 or marker == 0x01 or marker == SOI or 0xD0 <= marker <= 0xD7:
-            raise JpegError(f"corrupt JPEG: unexpected marker FF{marker:02X} at byte {at}")
-        if pos + 2 > n:
-            raise JpegError("truncated JPEG: ends inside a segment header")
-        length = int.from_bytes(data[pos:pos + 2], "big")
-        if length < 2 or pos + length > n:
-            raise JpegError(f"corrupt JPEG: segment FF{marker:02X} at byte {at} runs past the end")
-        if marker == 0xFE or (0xE0 <= marker <= 0xEF and marker not in ALLOWED_APP):
-            raise JpegError(f"metadata segment {_segment_name(marker)} at byte {at} is not allowed "
-                            "in a snapshot")
-        if marker in _SOF:
-            if length < 8:
-                raise JpegError(f"corrupt JPEG: frame header at byte {at} is too short")
-            height = int.from_bytes(data[pos + 3:pos + 5], "big")
-            width = int.from_bytes(data[pos + 5:pos + 7], "big")
-            if width == 0 or height == 0:
-                raise JpegError(f"corrupt JPEG: frame of {width}x{height} pixels")
-            size = (width, height)
-        pos += length
-        if marker == SOS:
-            if size is None:
-                raise JpegError("corrupt JPEG: scan before the frame header")
-            scanned = True
-            pos = _skip_entropy_data(data, pos)
+    try:
+        for marker, start, end in jpeg_spans(data):
+            if marker in _UNEXPECTED or (marker == SOI and start != 0):
+                raise JpegError(f"corrupt JPEG: unexpected marker FF{marker:02X} at byte {start}")
+            if marker == 0xFE or (0xE0 <= marker <= 0xEF and marker not in ALLOWED_APP):
+                raise JpegError(f"metadata segment {_segment_name(marker)} at byte {start} is not allowed "
+                                "in a snapshot")
+            if marker in _SOF:
+                size = _frame_size(data, start, end)
+            elif marker == SOS:
+                if size is None:
+                    raise JpegError("corrupt JPEG: scan before the frame header")
+                scanned = True
+            elif marker == EOI and end != n:
+                raise JpegError(f"{n - end} bytes after the end-of-image marker")
+    except JpegError:
+        raise
+    except ValueError as e:  # the parser's own verdict on a broken structure
+        raise JpegError(f"corrupt {e}") from None
     if size is None or not scanned:
         raise JpegError("not a JPEG image: no frame header or no scan")
     return size
+
+
+def _frame_size(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """(width, height) from the start-of-frame segment at data[start:end]."""
+    header = start
+    while data[header] == 0xFF:  # fill bytes, then the marker byte
+        header += 1
+    header += 1  # now at the segment's length field
+    if end - header < 8:
+        raise JpegError(f"corrupt JPEG: frame header at byte {start} is too short")
+    height = int.from_bytes(data[header + 3:header + 5], "big")
+    width = int.from_bytes(data[header + 5:header + 7], "big")
+    if width == 0 or height == 0:
+        raise JpegError(f"corrupt JPEG: frame of {width}x{height} pixels")
+    return width, height

@@ -102,7 +102,7 @@ def downscale(image: np.ndarray, width: int) -> np.ndarray:
 # --- JPEG -------------------------------------------------------------------------
 
 
-def _segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+def jpeg_spans(data: bytes) -> Iterator[tuple[int, int, int]]:
     """(marker, start, end) for each segment of a JPEG, `end` exclusive.
 
     An SOS segment's range includes the entropy-coded data after it, up to the
@@ -132,8 +132,10 @@ def _segments(data: bytes) -> Iterator[tuple[int, int, int]]:
         if pos + 2 > n:
             raise ValueError(f"JPEG: truncated segment 0x{marker:02X}")
         length = int.from_bytes(data[pos : pos + 2], "big")
-        if length < 2 or pos + length > n:
+        if length < 2:
             raise ValueError(f"JPEG: segment 0x{marker:02X} at byte {start} has a bad length {length}")
+        if pos + length > n:
+            raise ValueError(f"JPEG: segment 0x{marker:02X} at byte {start} runs past the end")
         pos += length
         if marker == SOS:
             pos = _end_of_scan(data, pos)
@@ -161,7 +163,7 @@ def _end_of_scan(data: bytes, pos: int) -> int:
 
 def jpeg_segments(data: bytes) -> list[int]:
     """The marker codes of a JPEG's segments in order, e.g. [0xD8, 0xDB, 0xC0, 0xC4, 0xDA, 0xD9]."""
-    return [marker for marker, _, _ in _segments(data)]
+    return [marker for marker, _, _ in jpeg_spans(data)]
 
 
 def strip_jpeg(data: bytes) -> bytes:
@@ -169,7 +171,7 @@ def strip_jpeg(data: bytes) -> bytes:
 
     Bytes after EOI (some cameras append data there) are dropped too.
     """
-    return b"".join(data[s:e] for marker, s, e in _segments(data) if marker in KEEP_MARKERS)
+    return b"".join(data[s:e] for marker, s, e in jpeg_spans(data) if marker in KEEP_MARKERS)
 
 
 def encode_jpeg(image: np.ndarray, width: int, quality: int) -> bytes:
