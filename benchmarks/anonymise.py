@@ -4,7 +4,7 @@ For a 1280x720 and a 640x480 frame (a synthetic schoolyard with two
 photographed people, vaktpost.scenes), times over --runs calls after one
 warm-up call each, mean and p95 in ms:
 
-* snapshot: edge.snapshot.make_snapshot, the whole path: privacy masks,
+* snapshot: vaktpost.edge.evidence.snapshot.make_snapshot, the whole path: privacy masks,
   person detection (whole frame + square tiles), face detection (CenterFace
   at full resolution), solid fill, downscale to `width`, fill again, JPEG
   encode and strip;
@@ -29,9 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without
 
 import numpy as np  # noqa: E402
 
-from edge.anonymise import Anonymiser, detect_people  # noqa: E402
-from edge.masks import PrivacyMasker  # noqa: E402
-from edge.snapshot import SnapshotSettings, downscale, encode_jpeg, make_snapshot  # noqa: E402
+from vaktpost.edge.evidence.anonymise import Anonymiser, detect_people  # noqa: E402
+from vaktpost.edge.privacy.masks import PrivacyMasker  # noqa: E402
+from vaktpost.edge.evidence.snapshot import SnapshotSettings, downscale, encode_jpeg, make_snapshot  # noqa: E402
 from vaktpost.scenes import Figure, Scene, render_frame  # noqa: E402
 from timing import timed  # noqa: E402
 

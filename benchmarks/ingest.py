@@ -1,6 +1,6 @@
 """Ingest throughput: node → Mosquitto → consumer → place log, measured end to end.
 
-Starts a real Mosquitto (configured by broker.mosquitto.init_broker in a temporary
+Starts a real Mosquitto (configured by vaktpost.broker.mosquitto.init_broker in a temporary
 directory, on a free loopback port), runs the consumer on a temporary SQLite file
 (or --database), publishes N events at QoS 1 from one node as fast as paho allows
 and measures until all N rows are committed and all N Acks reached the node.
@@ -30,12 +30,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from broker.central_config import CentralConfig, CentralMqtt  # noqa: E402
-from broker.consumer import Consumer  # noqa: E402
-from broker.mosquitto import init_broker, load_credentials, mosquitto_command  # noqa: E402
-from broker.store import Store  # noqa: E402
-from edge import topics  # noqa: E402
-from edge.event import Ack, Event, uuid7  # noqa: E402
+from vaktpost.broker.config import CentralConfig, CentralMqtt  # noqa: E402
+from vaktpost.broker.consumer import Consumer  # noqa: E402
+from vaktpost.broker.mosquitto import init_broker, load_credentials, mosquitto_command  # noqa: E402
+from vaktpost.broker.store import Store  # noqa: E402
+from vaktpost.edge import topics  # noqa: E402
+from vaktpost.contract.events import Ack, Event, uuid7  # noqa: E402
 
 HOST = "127.0.0.1"
 NODE = "bench-node"

@@ -47,16 +47,16 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
-from edge import topics
-from edge.config import ConfigError, format_errors
-from edge.event import UUID7_PATTERN, Ack, Event, Heartbeat, Status
+from vaktpost.contract import topics
+from vaktpost.edge.config import ConfigError, format_errors
+from vaktpost.contract.events import UUID7_PATTERN, Ack, Event, Heartbeat, Status
 
-from .central_config import DEFAULT_SNAPSHOT_MAX_BYTES, CentralConfig, load_central
-from .jpeg import JpegError, check_jpeg
-from .places import import_places
-from .store import PurgeResult, Store, StoreTx, utcnow
+from vaktpost.broker.config import DEFAULT_SNAPSHOT_MAX_BYTES, CentralConfig, load_central
+from vaktpost.contract.jpeg import JpegError, check_jpeg
+from vaktpost.broker.places import import_places
+from vaktpost.broker.store import PurgeResult, Store, StoreTx, utcnow
 
-log = logging.getLogger("broker.consumer")  # also when run as __main__
+log = logging.getLogger("vaktpost.broker.consumer")  # also when run as __main__
 
 BATCH_MAX = 500
 # Snapshots are up to megabytes each: a batch also ends once it holds this many
@@ -557,7 +557,7 @@ def run_purge(config: CentralConfig | str | Path, now: datetime | None = None) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m broker.consumer", description="Vaktpost central consumer")
+    ap = argparse.ArgumentParser(prog="python -m vaktpost.broker.consumer", description="Vaktpost central consumer")
     ap.add_argument("--config", required=True, type=Path, help="central YAML config")
     ap.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = ap.parse_args(argv)

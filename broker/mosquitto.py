@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from edge.topics import ROOT
+from vaktpost.contract.topics import ROOT
 
 CONF_FILE = "mosquitto.conf"
 PASSWD_FILE = "passwd"

@@ -26,10 +26,10 @@ from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, field_validator
 
-from edge.config import ConfigError, Strict, TimeZoneName, read_yaml, validate
-from edge.event import Ident
+from vaktpost.edge.config import ConfigError, Strict, TimeZoneName, read_yaml, validate
+from vaktpost.contract.events import Ident
 
-from .store import Store
+from vaktpost.broker.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -64,12 +64,12 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import DateTime, TypeDecorator
 
-from edge import topics
-from edge.event import Event, Heartbeat, Status
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, Heartbeat, Status
 
-from .jpeg import CONTENT_TYPE as JPEG
+from vaktpost.contract.jpeg import CONTENT_TYPE as JPEG
 
-log = logging.getLogger("broker.store")
+log = logging.getLogger("vaktpost.broker.store")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Rows deleted per transaction by purge(): short transactions let the consumer's

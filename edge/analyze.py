@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
-from .config import Camera, NodeConfig
-from .event import Event
-from .pipeline import CameraPipeline
-from .sources import SourceError, open_source
+from vaktpost.edge.config import Camera, NodeConfig
+from vaktpost.contract.events import Event
+from vaktpost.edge.pipeline import CameraPipeline
+from vaktpost.edge.capture.sources import SourceError, open_source
 
 
 @dataclass

@@ -17,7 +17,9 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+from vaktpost import models
+
+MODELS_DIR = models.DIR
 MANIFEST = MODELS_DIR / "MANIFEST.toml"
 README_HINT = "models/README.md"
 _CHUNK = 1 << 20

@@ -8,17 +8,17 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from . import topics
-from .config import Camera, NodeConfig
-from .detectors import NullDetector
-from .event import Event, EventType, Heartbeat, uuid7
-from .health import FpsMeter, cpu_temperature
-from .lifecycle import Update
-from .modelfile import ModelError
-from .outbox import Outbox
-from .pipeline import CameraPipeline
-from .sources import LatestFrame, describe
-from .transport import Publisher
+from vaktpost.contract import topics
+from vaktpost.edge.config import Camera, NodeConfig
+from vaktpost.edge.detectors import NullDetector
+from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
+from vaktpost.edge.health import FpsMeter, cpu_temperature
+from vaktpost.edge.events.lifecycle import Update
+from vaktpost.edge.modelfile import ModelError
+from vaktpost.edge.delivery.outbox import Outbox
+from vaktpost.edge.pipeline import CameraPipeline
+from vaktpost.edge.capture.sources import LatestFrame, describe
+from vaktpost.edge.delivery.transport import Publisher
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from . import topics
-from .config import NodeConfig, SnapshotPolicy
-from .event import Event, EventType, Heartbeat
-from .masks import polygon_mask
+from vaktpost.contract import topics
+from vaktpost.edge.config import NodeConfig, SnapshotPolicy
+from vaktpost.contract.events import Event, EventType, Heartbeat
+from vaktpost.edge.privacy.masks import polygon_mask
 
 _GRID = (400, 400)  # resolution at which mask coverage is measured
 

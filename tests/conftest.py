@@ -18,7 +18,7 @@ import pytest
 from mqtt_harness import Broker, PayloadAuditor, start_broker
 
 if TYPE_CHECKING:
-    from broker.store import Store
+    from vaktpost.broker.store import Store
 
 DEFAULT_PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 _MQTT_FIXTURES = {"broker", "broker_factory"}
@@ -159,12 +159,12 @@ def pg_url_fresh(pg_server_url: str) -> Iterator[str]:
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def place_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator["Store"]:
-    """An empty place log (broker.store.Store), once on SQLite and once on PostgreSQL
+    """An empty place log (vaktpost.broker.store.Store), once on SQLite and once on PostgreSQL
     (a schema of its own inside the session's `pg_url` database)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
 
-    from broker.store import Store, normalise_url
+    from vaktpost.broker.store import Store, normalise_url
 
     if request.param == "sqlite":
         s = Store(f"sqlite:///{tmp_path / 'central.db'}")

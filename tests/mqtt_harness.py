@@ -1,4 +1,4 @@
-"""A real Mosquitto for tests, configured by the project's own `broker.mosquitto.init_broker`.
+"""A real Mosquitto for tests, configured by the project's own `vaktpost.broker.mosquitto.init_broker`.
 
 Usage (the `broker` / `broker_factory` fixtures in conftest.py wrap this):
 
@@ -32,8 +32,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from broker.mosquitto import CONF_FILE, Credentials, init_broker, load_credentials, mosquitto_command
-from edge.topics import ROOT
+from vaktpost.broker.mosquitto import CONF_FILE, Credentials, init_broker, load_credentials, mosquitto_command
+from vaktpost.contract.topics import ROOT
 
 HOST = "127.0.0.1"
 START_TIMEOUT = 15.0  # generous: two shared cores under parallel test runs
@@ -187,7 +187,7 @@ class Broker:
         return self.credentials.account(username).password
 
     def mqtt_config(self, username: str) -> dict[str, Any]:
-        """The `mqtt:` section of a node config (edge.config.MqttSection) for this broker."""
+        """The `mqtt:` section of a node config (vaktpost.edge.config.MqttSection) for this broker."""
         return {"host": self.host, "port": self.port, "username": username, "password": self.password(username)}
 
     def client(self, username: str | None, *, password: str | None = None, client_id: str = "",
@@ -430,10 +430,10 @@ def make_test_ca(tmp_path: Path) -> tuple[Path, Path, Path]:
 def running_central(broker: Broker, tmp_path: Path, places: dict | None = None, *, tls_ca: Path | None = None):
     """The real central consumer on a SQLite file in `tmp_path`, subscribed to `broker`;
     yields its Store. `places` (a places-registry document) is imported first."""
-    from broker.central_config import CentralConfig
-    from broker.consumer import Consumer
-    from broker.places import import_places
-    from broker.store import Store
+    from vaktpost.broker.config import CentralConfig
+    from vaktpost.broker.consumer import Consumer
+    from vaktpost.broker.places import import_places
+    from vaktpost.broker.store import Store
 
     cfg = CentralConfig.model_validate({
         "database": f"sqlite:///{tmp_path / 'central.db'}",

@@ -8,9 +8,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import yaml
 
-from edge.analyze import analyze
-from edge.config import parse
-from edge.event import Event
+from vaktpost.edge.analyze import analyze
+from vaktpost.edge.config import parse
+from vaktpost.contract.events import Event
 from vaktpost.scenes import Figure, Scene, demo_scenes, write_video
 
 T0 = datetime(2026, 11, 26, 19, 0, tzinfo=timezone.utc)

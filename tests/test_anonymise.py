@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from edge.anonymise import (  # noqa: E402
+from vaktpost.edge.evidence.anonymise import (  # noqa: E402
     REASONS,
     AnonymiseError,
     Anonymiser,
@@ -31,16 +31,16 @@ from edge.anonymise import (  # noqa: E402
     paint,
     person_tiles,
 )
-from edge.detectors import Detection, NullDetector  # noqa: E402
-from edge.faces import (  # noqa: E402
+from vaktpost.edge.detectors import Detection, NullDetector  # noqa: E402
+from vaktpost.edge.detectors.faces import (  # noqa: E402
     centerface_input,
     decode_centerface,
     plan_input,
     to_faces,
 )
-from edge.masks import PrivacyMasker, polygon_mask  # noqa: E402
-from edge.modelfile import MODELS_DIR, load_manifest  # noqa: E402
-from edge.snapshot import (  # noqa: E402
+from vaktpost.edge.privacy.masks import PrivacyMasker, polygon_mask  # noqa: E402
+from vaktpost.edge.modelfile import MODELS_DIR, load_manifest  # noqa: E402
+from vaktpost.edge.evidence.snapshot import (  # noqa: E402
     KEEP_MARKERS,
     EncodeError,
     SnapshotSettings,

@@ -21,7 +21,7 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 
-from broker.mosquitto import (
+from vaktpost.broker.mosquitto import (
     ACL_FILE,
     CONF_FILE,
     CREDENTIALS_FILE,
@@ -32,7 +32,7 @@ from broker.mosquitto import (
     load_credentials,
     render_acl,
 )
-from edge import topics
+from vaktpost.contract import topics
 from mqtt_harness import Broker, PayloadAuditor, free_port, make_test_ca, start_broker, wait_until
 
 NOT_AUTHORIZED = 0x87

@@ -4,8 +4,8 @@ import sys
 import pytest
 import yaml
 
-from edge.config import ConfigError, load, parse
-from edge.config_example import example_yaml
+from vaktpost.edge.config import ConfigError, load, parse
+from vaktpost.edge.config.example import example_yaml
 
 
 def base(**camera) -> dict:
@@ -93,8 +93,8 @@ def test_example_lists_every_option():
     """The example is the reader's list of options: each field of each section appears."""
     from pydantic import BaseModel
 
-    from edge.config import NodeConfig
-    from edge.config_example import _flatten
+    from vaktpost.edge.config import NodeConfig
+    from vaktpost.edge.config.example import _flatten
 
     text = example_yaml()
     missing, seen = [], set()

@@ -15,12 +15,12 @@ from typing import Iterator
 import pytest
 import yaml
 
-from broker.central_config import CentralConfig, load_central
-from broker.consumer import Consumer, Rejected, parse_message, subscriptions
-from broker.store import Store
-from edge import topics
-from edge.config import ConfigError
-from edge.event import Ack, Event, Heartbeat, Status, uuid7
+from vaktpost.broker.config import CentralConfig, load_central
+from vaktpost.broker.consumer import Consumer, Rejected, parse_message, subscriptions
+from vaktpost.broker.store import Store
+from vaktpost.contract import topics
+from vaktpost.edge.config import ConfigError
+from vaktpost.contract.events import Ack, Event, Heartbeat, Status, uuid7
 from mqtt_harness import Broker, MqttTestClient, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,7 +69,7 @@ def make_event(node: str = "node-a", camera: str | None = "yard", *, offset_s: f
 
 @contextmanager
 def running_consumer(config_path: Path, **store_kw) -> Iterator[tuple[Consumer, Store]]:
-    from broker.places import import_places
+    from vaktpost.broker.places import import_places
 
     cfg = load_central(config_path)
     store = Store(cfg.database, **store_kw)
@@ -284,7 +284,7 @@ def test_nothing_is_acked_while_the_database_refuses(broker: Broker, tmp_path: P
 def _start_subprocess_consumer(config: Path, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "broker.consumer", "--config", str(config)],
+        return subprocess.Popen([sys.executable, "-m", "vaktpost.broker.consumer", "--config", str(config)],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.console import Console
 
-from broker.store import Store
-from edge.snapshot import jpeg_segments
+from vaktpost.broker.store import Store
+from vaktpost.edge.evidence.snapshot import jpeg_segments
 from vaktpost.demo import run_demo
 
 

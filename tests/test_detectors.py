@@ -21,8 +21,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from edge.detectors import Detection, DetectorSettings, NullDetector, create_detector  # noqa: E402
-from edge.detectors.regions import (  # noqa: E402
+from vaktpost.edge.detectors import Detection, DetectorSettings, NullDetector, create_detector  # noqa: E402
+from vaktpost.edge.detectors.regions import (  # noqa: E402
     RateLimiter,
     RegionDetector,
     detect_in_crops,
@@ -33,8 +33,8 @@ from edge.detectors.regions import (  # noqa: E402
     square_crop,
     to_frame,
 )
-from edge.detectors.ssd import decode_ssd, ssd_input  # noqa: E402
-from edge.detectors.yolo import (  # noqa: E402
+from vaktpost.edge.detectors.ssd import decode_ssd, ssd_input  # noqa: E402
+from vaktpost.edge.detectors.yolo import (  # noqa: E402
     classwise_nms,
     decode_yolo,
     detect_layout,
@@ -43,7 +43,7 @@ from edge.detectors.yolo import (  # noqa: E402
     unletterbox,
     yolo_input,
 )
-from edge.modelfile import MODELS_DIR, ModelError, load_manifest  # noqa: E402
+from vaktpost.edge.modelfile import MODELS_DIR, ModelError, load_manifest  # noqa: E402
 
 SSD_NAME = "ssdlite_mobilenet_v2_coco"
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from mqtt_harness import Broker, make_test_ca, running_central, wait_until
 
-from edge.analyze import analyze
-from edge import topics
-from edge.config import parse
-from edge.event import Event, uuid7
-from edge.node import Node
-from edge.outbox import Outbox
-from edge.transport import Publisher
+from vaktpost.edge.analyze import analyze
+from vaktpost.contract import topics
+from vaktpost.edge.config import parse
+from vaktpost.contract.events import Event, uuid7
+from vaktpost.edge.node import Node
+from vaktpost.edge.delivery.outbox import Outbox
+from vaktpost.edge.delivery.transport import Publisher
 from vaktpost.scenes import Figure, Scene, write_video
 
 PLACES = {

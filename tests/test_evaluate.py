@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.event import Event, EventType, uuid7
+from vaktpost.contract.events import Event, EventType, uuid7
 from vaktpost.evaluate import (Observed, Report, TypeStats, evaluate, fits, load_clip, match, score_clip)
 from vaktpost.scenarios import Expected, node_config
 from vaktpost.scenes import Scene, write_video
@@ -187,7 +187,7 @@ def test_evaluate_refuses_an_empty_directory(tmp_path: Path) -> None:
 
 
 def test_evaluate_runs_the_pipeline_over_a_clip(tmp_path: Path) -> None:
-    """End to end on a tiny clip whose config uses only keys edge/config.py takes today."""
+    """End to end on a tiny clip whose config uses only keys edge/config/__init__.py takes today."""
     write_video(Scene(width=320, height=180, fps=10.0, duration_s=4.0, seed=2, noise_sigma=2.0, lights_on_at=2.0),
                 tmp_path / "c.avi")
     config = node_config("c.avi")

@@ -5,9 +5,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from edge.event import Event, json_schema, uuid7
+import vaktpost.contract
+from vaktpost.contract.events import Event, json_schema, uuid7
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "broker" / "schema" / "event.schema.json"
+SCHEMA_FILE = Path(vaktpost.contract.__file__).resolve().parent / "schema" / "event.schema.json"
 
 
 def event(**kw) -> Event:
@@ -18,7 +19,7 @@ def event(**kw) -> Event:
 
 def test_published_schema_is_generated_from_the_model():
     assert json.loads(SCHEMA_FILE.read_text()) == json_schema(), \
-        "broker/schema/event.schema.json is stale: run `vaktpost schema --write`"
+        "vaktpost/contract/schema/event.schema.json is stale: run `vaktpost schema --write`"
 
 
 def test_payload_round_trip_uses_schema_alias():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.health import FpsMeter, cpu_temperature
+from vaktpost.edge.health import FpsMeter, cpu_temperature
 
 
 class Clock:

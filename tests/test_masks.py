@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.masks import PrivacyMasker, polygon_mask
+from vaktpost.edge.privacy.masks import PrivacyMasker, polygon_mask
 
 RESOLUTIONS = [(48, 64), (240, 320), (359, 641), (450, 800)]  # (h, w), odd sizes included
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.modelfile import MANIFEST, MODELS_DIR, ModelError, load_manifest, resolve, sha256_of, verify
+from vaktpost.edge.modelfile import MANIFEST, MODELS_DIR, ModelError, load_manifest, resolve, sha256_of, verify
 
 NAMES = ("ssdlite_mobilenet_v2_coco", "centerface")
 
@@ -73,8 +73,8 @@ def test_one_flipped_byte_is_refused(manifest, name, tmp_path):
     assert entry.rebuild in str(e.value)
 
 
-@pytest.mark.parametrize("name, script", [("ssdlite_mobilenet_v2_coco", "models/build_ssdlite.py"),
-                                          ("centerface", "models/fetch_centerface.py")])
+@pytest.mark.parametrize("name, script", [("ssdlite_mobilenet_v2_coco", "models/rebuild/build_ssdlite.py"),
+                                          ("centerface", "models/rebuild/fetch_centerface.py")])
 def test_missing_file_says_how_to_rebuild(name, script, tmp_path):
     with pytest.raises(ModelError) as e:
         resolve(name, models_dir=tmp_path)

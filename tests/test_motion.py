@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import MotionSection
-from edge.motion import (
+from vaktpost.edge.config import MotionSection
+from vaktpost.edge.analysis.motion import (
     MotionDetector,
     boxes_from_mask,
     clean_mask,

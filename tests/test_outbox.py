@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edge.outbox import Outbox
+from vaktpost.edge.delivery.outbox import Outbox
 
 
 def ids(rows) -> list[str]:

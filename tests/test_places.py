@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker.places import import_places, load_places
-from broker.store import Store
-from edge.config import ConfigError
-from edge.event import Event, uuid7
+from vaktpost.broker.places import import_places, load_places
+from vaktpost.broker.store import Store
+from vaktpost.edge.config import ConfigError
+from vaktpost.contract.events import Event, uuid7
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "places.yaml"
 UTC = timezone.utc

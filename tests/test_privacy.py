@@ -23,18 +23,19 @@ import pytest
 import yaml
 from mqtt_harness import Broker, running_central, wait_until
 
-import edge.node
-from edge import topics
-from edge.analyze import analyze
-from edge.anonymise import Anonymiser
-from edge.config import SnapshotPolicy, parse
-from edge.detectors import NullDetector
-from edge.event import Ack, Event, EventType, Heartbeat, Status
-from edge.lifecycle import Update
-from edge.masks import polygon_mask
-from edge.node import Node
-from edge.pipeline import CameraPipeline
-from edge.snapshot import jpeg_segments
+import vaktpost.edge.node
+from vaktpost.contract import topics
+from vaktpost.edge.analyze import analyze
+from vaktpost.edge.evidence.anonymise import Anonymiser
+from vaktpost.edge.config import SnapshotPolicy, parse
+from vaktpost.edge.detectors import NullDetector
+from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status
+from vaktpost.edge.events.lifecycle import Update
+from vaktpost.edge.privacy.masks import polygon_mask
+from vaktpost.edge.modelfile import MODELS_DIR
+from vaktpost.edge.node import Node
+from vaktpost.edge.pipeline import CameraPipeline
+from vaktpost.edge.evidence.snapshot import jpeg_segments
 from vaktpost.scenes import Figure, LensCover, Scene, render_frame, write_video
 
 T0 = datetime(2024, 5, 14, 19, 0, tzinfo=timezone.utc)
@@ -220,7 +221,7 @@ def test_snapshot_fields_hold_for_every_message_of_an_event(clip_640: Path) -> N
 def models_copy(tmp_path: Path, damage: str | None) -> Path:
     """models/ copied; `damage` "missing" deletes centerface.onnx, "flipped" flips one byte of it."""
     models = tmp_path / "models"
-    shutil.copytree(Path(edge.node.__file__).resolve().parent.parent / "models", models)
+    shutil.copytree(MODELS_DIR, models, ignore=shutil.ignore_patterns("rebuild", "*.py"))
     face = models / "centerface.onnx"
     if damage == "missing":
         face.unlink()
@@ -255,7 +256,7 @@ def run_node(broker: Broker, tmp_path: Path, video: Path, models: Path, monkeypa
     })
     anonymiser = Anonymiser.create(cfg.cameras[0].snapshot, models_dir=models)
     # The node builds its pipelines itself; hand them the anonymiser that uses the copied models.
-    monkeypatch.setattr(edge.node, "CameraPipeline", functools.partial(CameraPipeline, anonymiser=anonymiser))
+    monkeypatch.setattr(vaktpost.edge.node, "CameraPipeline", functools.partial(CameraPipeline, anonymiser=anonymiser))
     listener = broker.client("central")
     assert listener.subscribe_wait(NODE_TREE) < 0x80
     ack_listener = broker.client("node-a")

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from broker import store as store_module
-from broker.consumer import run_purge
-from broker.store import PurgeResult, Store
-from edge import topics
-from edge.event import Event, uuid7
-from edge.outbox import Outbox
+from vaktpost.broker import store as store_module
+from vaktpost.broker.consumer import run_purge
+from vaktpost.broker.store import PurgeResult, Store
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, uuid7
+from vaktpost.edge.delivery.outbox import Outbox
 from mqtt_harness import Broker, wait_until
 from test_consumer import acked_ids, node_client, running_consumer, write_config
 
@@ -54,7 +54,7 @@ def test_purge_deletes_by_age_and_logs(place_store: Store, caplog: pytest.LogCap
     dead_letter(store, NOW - 366 * DAY, "gone")
     dead_letter(store, NOW - 364 * DAY, "kept")
 
-    caplog.set_level(logging.INFO, logger="broker.store")
+    caplog.set_level(logging.INFO, logger="vaktpost.broker.store")
     result = store.purge(NOW, snapshots_days=30, events_days=365)
 
     assert result == PurgeResult(snapshots=3, events=1, dead_letters=1)
@@ -171,7 +171,7 @@ def test_outbox_expire_deletes_old_unacknowledged_rows(tmp_path: Path, caplog: p
     age_rows(path, 3 * 86400, eid, snap, "sent-old", "failed-old")
     age_rows(path, 3600, "young")
 
-    caplog.set_level(logging.WARNING, logger="edge.outbox")
+    caplog.set_level(logging.WARNING, logger="vaktpost.edge.delivery.outbox")
     assert ob.expire(2 * 86400) == 3  # event, its snapshot, the sent one; the failed one goes uncounted
     assert [r.event_id for r in ob.rows()] == ["young"]
     assert ob.counters() == {"depth": 1, "dropped": 0, "failed": 1, "expired": 3}

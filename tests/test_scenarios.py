@@ -14,25 +14,25 @@ import pytest
 
 pytest.importorskip("skimage", reason="photo figures need scikit-image (dev extra)")
 
-from edge.config import Camera, parse
-from edge.rules import point_in_polygon
-from edge.schedule import is_armed
+from vaktpost.edge.config import Camera, parse
+from vaktpost.edge.analysis.rules import point_in_polygon
+from vaktpost.edge.analysis.schedule import is_armed
 from vaktpost.evaluate import load_clip
 from vaktpost.scenarios import LOITER_SECONDS, QUICK, Scenario, generate, scenarios
 from vaktpost.scenes import (CameraTurn, Figure, Graffiti, LensCover, LensSmear, Prop, Scene, person_matte,
                              photo_cutout, render_frame)
 
-# Camera sections the analysers bring, and the model that validates each until edge/config.py has it.
+# Camera sections the analysers bring, and the model that validates each until edge/config/__init__.py has it.
 SECTION_MODELS = {
-    "detector": ("edge.detectors", "DetectorSettings"),
-    "rules": ("edge.config", "RulesSettings"),
-    "tamper": ("edge.tamper", "TamperSettings"),
-    "scene_change": ("edge.scene_change", "SceneChangeSettings"),
+    "detector": ("vaktpost.edge.detectors", "DetectorSettings"),
+    "rules": ("vaktpost.edge.config", "RulesSettings"),
+    "tamper": ("vaktpost.edge.analysis.tamper", "TamperSettings"),
+    "scene_change": ("vaktpost.edge.analysis.scene_change", "SceneChangeSettings"),
 }
 
 
 def validate_config(config: dict) -> None:
-    """edge.config.parse the config; sections edge/config.py does not take yet are checked by their own model."""
+    """vaktpost.edge.config.parse the config; sections edge/config/__init__.py does not take yet are checked by their own model."""
     config = json.loads(json.dumps(config))  # deep copy
     for cam in config["cameras"]:
         for key in [k for k in cam if k not in Camera.model_fields]:
@@ -128,7 +128,7 @@ def _in_zone(sc: Scenario, fig: Figure, t: float) -> bool:
 
 
 def _armed(sc: Scenario) -> Callable[[float], bool]:
-    """Whether the clip's zone is armed t seconds into it, by edge.schedule."""
+    """Whether the clip's zone is armed t seconds into it, by vaktpost.edge.analysis.schedule."""
     raw = sc.config()
     cfg = parse({**raw, "cameras": [{k: v for k, v in raw["cameras"][0].items() if k in Camera.model_fields}]})
     schedule = cfg.cameras[0].zones[0].schedule
@@ -336,8 +336,8 @@ def test_night_ir_switch_is_grayscale_with_another_contrast() -> None:
 def test_photo_people_are_found_by_the_person_detector() -> None:
     """The reason for photo figures: the node's SSD model takes them for people (crop as regions.py does)."""
     pytest.importorskip("onnxruntime")
-    from edge.detectors import DetectorSettings, create_detector
-    from edge.modelfile import ModelError
+    from vaktpost.edge.detectors import DetectorSettings, create_detector
+    from vaktpost.edge.modelfile import ModelError
 
     try:
         detector = create_detector(DetectorSettings(kind="ssd", threads=1))

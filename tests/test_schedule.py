@@ -3,8 +3,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from edge.config import ArmedSchedule
-from edge.schedule import is_armed
+from vaktpost.edge.config import ArmedSchedule
+from vaktpost.edge.analysis.schedule import is_armed
 
 STHLM = ZoneInfo("Europe/Stockholm")
 WEEKNIGHTS = {"days": ["mon", "tue", "wed", "thu", "fri"], "from": "18:00", "to": "07:00"}

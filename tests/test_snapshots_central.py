@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from broker.consumer import Rejected, Snapshot, parse_message
-from broker.jpeg import JpegError, check_jpeg
-from broker.store import Store
-from edge import topics
-from edge.config import MqttSection
-from edge.event import Event, uuid7
-from edge.outbox import Outbox
-from edge.transport import Publisher
+from vaktpost.broker.consumer import Rejected, Snapshot, parse_message
+from vaktpost.contract.jpeg import JpegError, check_jpeg
+from vaktpost.broker.store import Store
+from vaktpost.contract import topics
+from vaktpost.edge.config import MqttSection
+from vaktpost.contract.events import Event, uuid7
+from vaktpost.edge.delivery.outbox import Outbox
+from vaktpost.edge.delivery.transport import Publisher
 from mqtt_harness import Broker, wait_until
 from test_consumer import acked_ids, mosquitto_pub, node_client, running_consumer, write_config
 

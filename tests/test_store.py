@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from broker.store import Store, events, normalise_url
-from edge.event import Event, uuid7
+from vaktpost.broker.store import Store, events, normalise_url
+from vaktpost.contract.events import Event, uuid7
 
 UTC = timezone.utc
 CEST = timezone(timedelta(hours=2))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from edge.masks import PrivacyMasker
-from edge.tamper import (
+from vaktpost.edge.privacy.masks import PrivacyMasker
+from vaktpost.edge.analysis.tamper import (
     TamperDetector,
     TamperMeasures,
     TamperSettings,

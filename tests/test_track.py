@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import pytest
 from pydantic import ValidationError
 
-from edge.track import Tracker, TrackerSettings, center_distance, greedy_pairs, iou
+from vaktpost.edge.analysis.track import Tracker, TrackerSettings, center_distance, greedy_pairs, iou
 
 
 @dataclass(frozen=True)

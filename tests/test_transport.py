@@ -23,11 +23,11 @@ from typing import Callable, Iterator
 import paho.mqtt.client as mqtt
 import pytest
 
-from edge import topics
-from edge.config import MqttSection
-from edge.event import Ack, Event, EventType, Heartbeat, Status, uuid7
-from edge.outbox import Outbox
-from edge.transport import Publisher, packet_size
+from vaktpost.contract import topics
+from vaktpost.edge.config import MqttSection
+from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status, uuid7
+from vaktpost.edge.delivery.outbox import Outbox
+from vaktpost.edge.delivery.transport import Publisher, packet_size
 from mqtt_harness import Broker, MqttTestClient, wait_until
 
 NODE = "node-a"
@@ -128,7 +128,7 @@ def make_publisher(broker: Broker) -> Iterator[Callable[..., Publisher]]:
 
 def test_events_reach_consumer_and_acks_empty_the_outbox(broker: Broker, outbox: Outbox, make_publisher,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="edge.transport")
+    caplog.set_level(logging.WARNING, logger="vaktpost.edge.delivery.transport")
     consumer = Consumer(broker)
     pub = make_publisher(outbox)
     assert pub.wait_subscribed(T)
@@ -325,11 +325,11 @@ def test_message_over_broker_size_limit_fails_without_reconnect_loop(broker_fact
 
 _NODE_SCRIPT = textwrap.dedent("""
     import json, sys, threading
-    from edge import topics
-    from edge.config import MqttSection
-    from edge.event import Event, EventType, uuid7
-    from edge.outbox import Outbox
-    from edge.transport import Publisher
+    from vaktpost.contract import topics
+    from vaktpost.edge.config import MqttSection
+    from vaktpost.contract.events import Event, EventType, uuid7
+    from vaktpost.edge.delivery.outbox import Outbox
+    from vaktpost.edge.delivery.transport import Publisher
     from datetime import datetime, timezone
 
     args = json.loads(sys.argv[1])
@@ -464,7 +464,7 @@ def test_rows_of_a_killed_node_are_resent_by_the_next_process(broker: Broker, tm
 
 def test_wrong_password_is_logged_and_retried_not_fatal(broker: Broker, outbox: Outbox,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR, logger="edge.transport")
+    caplog.set_level(logging.ERROR, logger="vaktpost.edge.delivery.transport")
     pub = Publisher(NODE, MqttSection(host=broker.host, port=broker.port, password="wrong"), outbox)
     put(outbox)
     pub.start()

@@ -46,7 +46,7 @@ def _logging(verbose: bool) -> None:
 
 
 def _node_config(path: Path):
-    from edge.config import ConfigError, load
+    from vaktpost.edge.config import ConfigError, load
     try:
         return load(path)
     except ConfigError as e:
@@ -72,7 +72,7 @@ def config_check(file: Path) -> None:
 @config_app.command("example")
 def config_example() -> None:
     """Print a commented example node config."""
-    from edge.config_example import example_yaml
+    from vaktpost.edge.config.example import example_yaml
     sys.stdout.write(example_yaml())
 
 
@@ -81,7 +81,7 @@ def node_run(config: Annotated[Path, typer.Option("--config", "-c", help="Node Y
              verbose: bool = False) -> None:
     """Run the node: cameras → analysis → outbox → MQTT, until Ctrl-C."""
     _logging(verbose)
-    from edge.node import Node
+    from vaktpost.edge.node import Node
     Node(_node_config(config)).run(_stop_on_signals())
 
 
@@ -98,10 +98,10 @@ def analyze(
     """Run the node pipeline over a video file without MQTT; one JSON line per event, final state."""
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
-    from edge.analyze import analyze as run, frame_total, write_jsonl
-    from edge.config import ConfigError
-    from edge.modelfile import ModelError
-    from edge.sources import SourceError
+    from vaktpost.edge.analyze import analyze as run, frame_total, write_jsonl
+    from vaktpost.edge.config import ConfigError
+    from vaktpost.edge.modelfile import ModelError
+    from vaktpost.edge.capture.sources import SourceError
 
     cfg = _node_config(config)
     try:
@@ -143,12 +143,12 @@ def analyze(
 
 
 @app.command()
-def schema(write: Annotated[bool, typer.Option(help="Write broker/schema/event.schema.json")] = False) -> None:
+def schema(write: Annotated[bool, typer.Option(help="Write vaktpost/contract/schema/event.schema.json")] = False) -> None:
     """Print (or write) the published JSON Schema of event payloads."""
-    from edge.event import json_schema
+    from vaktpost.contract.events import json_schema
     text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
     if write:
-        path = Path(__file__).resolve().parent.parent / "broker" / "schema" / "event.schema.json"
+        path = Path(__file__).resolve().parent / "contract" / "schema" / "event.schema.json"
         path.write_text(text)
         err.print(f"wrote {path}")
     else:
@@ -158,7 +158,7 @@ def schema(write: Annotated[bool, typer.Option(help="Write broker/schema/event.s
 @privacy_app.command("report")
 def privacy_report(config: Annotated[Path, typer.Option("--config", "-c", help="Node YAML config")]) -> None:
     """Print exactly what this node sends: event fields, snapshots, masks, retention (Markdown)."""
-    from edge.privacy_report import report
+    from vaktpost.edge.privacy_report import report
     sys.stdout.write(report(_node_config(config)) + "\n")
 
 
@@ -194,7 +194,7 @@ def broker_init(
     bind: Annotated[str, typer.Option(help="Listener address")] = "0.0.0.0",
 ) -> None:
     """Write a ready Mosquitto config with per-node accounts and ACLs."""
-    from broker.mosquitto import init_broker
+    from vaktpost.broker.mosquitto import init_broker
     try:
         init_broker(directory, node, port, bind_address=bind)
     except (ValueError, RuntimeError, OSError) as e:
@@ -204,8 +204,8 @@ def broker_init(
 
 
 def _central_config(path: Path | None, database: str | None):
-    from broker.central_config import CentralConfig, load_central
-    from edge.config import ConfigError
+    from vaktpost.broker.config import CentralConfig, load_central
+    from vaktpost.edge.config import ConfigError
     try:
         cfg = load_central(path) if path else CentralConfig()
     except ConfigError as e:
@@ -224,8 +224,8 @@ def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central
             verbose: bool = False) -> None:
     """Run the central consumer: MQTT → place log, acknowledging after each commit."""
     _logging(verbose)
-    from broker.consumer import run_central
-    from edge.config import ConfigError
+    from vaktpost.broker.consumer import run_central
+    from vaktpost.edge.config import ConfigError
     try:
         run_central(config)
     except ConfigError as e:
@@ -235,8 +235,8 @@ def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central
 @app.command()
 def purge(config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")]) -> None:
     """Apply the central retention now: delete old snapshots, events and dead letters, log it."""
-    from broker.consumer import run_purge
-    from edge.config import ConfigError
+    from vaktpost.broker.consumer import run_purge
+    from vaktpost.edge.config import ConfigError
     try:
         result = run_purge(config)
     except ConfigError as e:
@@ -247,9 +247,9 @@ def purge(config: Annotated[Path, typer.Option("--config", "-c", help="Central Y
 @places_app.command("import")
 def places_import(file: Path, config: ConfigOpt = None, database: DbOpt = None) -> None:
     """Import places and camera assignments from YAML (re-import is idempotent)."""
-    from broker.places import import_places
-    from broker.store import Store
-    from edge.config import ConfigError
+    from vaktpost.broker.places import import_places
+    from vaktpost.broker.store import Store
+    from vaktpost.edge.config import ConfigError
     cfg = _central_config(config, database)
     store = Store(cfg.database)
     store.create_all()
@@ -287,7 +287,7 @@ def events(
     """Print the place log as a table, newest first."""
     from rich.table import Table
 
-    from broker.store import Store
+    from vaktpost.broker.store import Store
     cfg = _central_config(config, database)
     store = Store(cfg.database)
     rows = store.query_events(place=place, since=_since(since), type=type, limit=limit)

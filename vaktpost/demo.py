@@ -79,13 +79,13 @@ def _node_config(node_id: str, camera_id: str, video: Path, port: int, password:
 
 
 def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = None) -> int:
-    from broker.consumer import Consumer
-    from broker.central_config import CentralConfig
-    from broker.mosquitto import init_broker, mosquitto_binary
-    from broker.places import import_places
-    from broker.store import Store
-    from edge.config import parse
-    from edge.node import Node
+    from vaktpost.broker.consumer import Consumer
+    from vaktpost.broker.config import CentralConfig
+    from vaktpost.broker.mosquitto import init_broker, mosquitto_binary
+    from vaktpost.broker.places import import_places
+    from vaktpost.broker.store import Store
+    from vaktpost.edge.config import parse
+    from vaktpost.edge.node import Node
     from vaktpost.scenarios import scenarios
     from vaktpost.scenes import write_video
 

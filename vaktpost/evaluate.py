@@ -3,7 +3,7 @@
 A clip is ``NAME.json`` beside its video, in the format vaktpost/scenarios.py
 writes (hand-labelled real recordings in the same format work too). For each
 clip the node pipeline runs over the video with the clip's config and start
-time (edge.analyze), and its events are matched to the expectations:
+time (vaktpost.edge.analyze), and its events are matched to the expectations:
 
 * an event *fits* an expectation when the type is the same, the subtype and
   zone are the same where the expectation names them, and the event started
@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from edge.event import Event, EventType
+from vaktpost.contract.events import Event, EventType
 
-from .scenarios import Expected
+from vaktpost.scenarios import Expected
 
 UNSCORED = frozenset({EventType.motion.value})
 SCORED_TYPES = tuple(t.value for t in EventType if t.value not in UNSCORED)
@@ -359,8 +359,8 @@ def clip_files(dir: Path) -> list[Path]:
 
 def run_clip(clip: Clip) -> ClipResult:
     """Analyse one clip with the node pipeline and score it."""
-    from edge.analyze import analyze
-    from edge.config import parse
+    from vaktpost.edge.analyze import analyze
+    from vaktpost.edge.config import parse
 
     config = parse(clip.config, source=f"{clip.name}.json config")
     started = time.monotonic()

@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from .scenes import CameraEffect, CameraTurn, Figure, Graffiti, LensCover, LensSmear, Prop, Scene, write_video
+from vaktpost.scenes import CameraEffect, CameraTurn, Figure, Graffiti, LensCover, LensSmear, Prop, Scene, write_video
 
 TIMEZONE = "Europe/Stockholm"
 DATE = (2024, 5, 14)  # a Tuesday; the zone is armed every day, so the weekday does not matter
@@ -125,7 +125,7 @@ def node_config(source: str, **camera: object) -> dict:
     """The node config every clip is analysed with; `camera` keys override the camera section.
 
     `detector`, `rules`, `tamper` and `scene_change` are camera sections that the
-    analysers add to edge/config.py; everything else is accepted today.
+    analysers add to edge/config/__init__.py; everything else is accepted today.
     """
     cam: dict = {
         "id": "cam",

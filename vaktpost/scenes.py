@@ -19,7 +19,7 @@ Everything is a function of (scene, t): the same scene and time always give the
 same frame, so tests can compare detections with the ground truth the scene
 carries (each figure's presence window, moving windows and box at any time).
 
-Coordinates are normalised 0..1 as everywhere in Vaktpost (see edge/masks.py).
+Coordinates are normalised 0..1 as everywhere in Vaktpost (see edge/privacy/masks.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A detector takes one BGR uint8 image and returns the people in it as
 `Detection`s whose boxes are normalised (x1, y1, x2, y2) in that image, in the
-coordinate convention of edge/masks.py. Two model families are supported:
+coordinate convention of edge/privacy/masks.py. Two model families are supported:
 
 * ``ssd``  — TF Object Detection API SSD graphs converted to ONNX (edge/detectors/ssd.py);
   the default is the manifest's ``ssdlite_mobilenet_v2_coco``.
@@ -156,21 +156,21 @@ class DetectorSettings(BaseModel):
 def create_detector(settings: DetectorSettings, models_dir: Path | str | None = None) -> Detector:
     """The detector `settings` describe, with its model verified and loaded.
 
-    Raises edge.modelfile.ModelError when the model is missing, fails its
+    Raises vaktpost.edge.modelfile.ModelError when the model is missing, fails its
     checksum, or does not look like the `kind` it is configured as.
     `models_dir` overrides where manifest-named models are looked for.
     """
     if settings.kind == "none":
         return NullDetector()
-    from edge.detectors.onnx_session import open_session
+    from vaktpost.edge.detectors.onnx_session import open_session
 
     assert settings.model is not None  # the validator filled or demanded it
     session = open_session(settings.model, settings.threads, sha256=settings.model_sha256, models_dir=models_dir)
     if settings.kind == "ssd":
-        from edge.detectors.ssd import SsdDetector
+        from vaktpost.edge.detectors.ssd import SsdDetector
 
         return SsdDetector(session, settings)
-    from edge.detectors.yolo import YoloDetector
+    from vaktpost.edge.detectors.yolo import YoloDetector
 
     return YoloDetector(session, settings)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge.detectors import is_model_path
-from edge.modelfile import ModelError, resolve, verify
+from vaktpost.edge.detectors import is_model_path
+from vaktpost.edge.modelfile import ModelError, resolve, verify
 
 if TYPE_CHECKING:
     import onnxruntime

@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from edge.detectors import Box, Detection, Detector, DetectorSettings
-from edge.detectors.yolo import nms
+from vaktpost.edge.detectors import Box, Detection, Detector, DetectorSettings
+from vaktpost.edge.detectors.yolo import nms
 
 Crop = tuple[int, int, int, int]
 
@@ -179,7 +179,7 @@ class RegionDetector:
 
     `detect` returns None when it did not look (no motion, or too soon since
     the last run) and a list, maybe empty, when it did: "no person found" and
-    "not checked" are different facts for the event logic (edge/track.py's
+    "not checked" are different facts for the event logic (edge/analysis/track.py's
     `Tracker.update` takes exactly that).
 
     `watch` boxes are looked at like motion boxes. Pass the boxes of the

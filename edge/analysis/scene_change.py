@@ -11,7 +11,7 @@ which: no motion, no person):
 
 Per quiet frame the reference is brightness-compensated per colour channel
 (gain and offset, robust medians: `estimate_illumination` from
-edge/motion.py) and compared with `recent`; a pixel differs when any channel
+edge/analysis/motion.py) and compared with `recent`; a pixel differs when any channel
 is off by more than `threshold`. Working per channel finds coloured strokes
 whose brightness matches the wall. Changed pixels carry the (quiet) time
 they first differed. A group of changed pixels (strokes close together are
@@ -27,7 +27,7 @@ joined) that has differed for `settle_seconds` of quiet time is then judged:
 More than `relearn_area` of the picture differing is a lighting or view
 change, not an object: everything is re-learnt, as it is when the whole
 view has shifted or is no longer the learnt view at all (the camera moved or
-was covered; edge/tamper.py reports that). While the view is blurred (a
+was covered; edge/analysis/tamper.py reports that). While the view is blurred (a
 smeared lens) nothing is judged. Even so, the caller should pass
 `quiet=False` while the tamper detector sees tampering, so that a tampered
 picture is neither learnt nor compared. Global
@@ -48,13 +48,13 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.frames import check_image, steady_seconds
+from vaktpost.edge.analysis.frames import check_image, steady_seconds
 
 Box = tuple[float, float, float, float]
 ChangeKind = Literal["appeared", "removed", "changed"]
 
-# edge.motion's helpers are imported inside the functions that use them: edge.config
-# will import this module for SceneChangeSettings, and edge.motion imports edge.config.
+# vaktpost.edge.analysis.motion's helpers are imported inside the functions that use them: vaktpost.edge.config
+# will import this module for SceneChangeSettings, and vaktpost.edge.analysis.motion imports vaktpost.edge.config.
 
 MAX_STEP_SECONDS = 2.0  # a longer gap between frames counts as this much (the node was busy or blind)
 MIN_TEXTURE = 3.0  # grey-level std below which a region has no texture to correlate
@@ -151,7 +151,7 @@ def compensate(reference: np.ndarray, image: np.ndarray, samples: np.ndarray) ->
 
     `samples` are flat pixel indices used for the robust estimate.
     """
-    from edge.motion import estimate_illumination
+    from vaktpost.edge.analysis.motion import estimate_illumination
 
     c = reference.shape[2]
     img_s = image.reshape(-1, c)[samples]
@@ -253,9 +253,9 @@ def view_alignment(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
 def view_sharpness(image: np.ndarray, reference: np.ndarray) -> float:
     """Median sharpness of `image` relative to `reference` over the cells where the reference has structure.
 
-    ~1 for the same view in focus, well below for a blurred lens (see edge/tamper.py).
+    ~1 for the same view in focus, well below for a blurred lens (see edge/analysis/tamper.py).
     """
-    from edge.tamper import MIN_CELL_CONTRAST, cell_contrast, cell_sharpness
+    from vaktpost.edge.analysis.tamper import MIN_CELL_CONTRAST, cell_contrast, cell_sharpness
 
     structured = cell_contrast(reference) >= MIN_CELL_CONTRAST
     if not structured.any():
@@ -274,10 +274,10 @@ def change_kind(image: np.ndarray, reference: np.ndarray, blob: np.ndarray) -> C
     """appeared / removed / changed, from where the blob's outline is a brightness step.
 
     An object left behind makes a step in the current image; one taken away
-    made it in the reference (what edge.motion calls a ghost). Arrays are
+    made it in the reference (what vaktpost.edge.analysis.motion calls a ghost). Arrays are
     same-shape crops, `blob` boolean.
     """
-    from edge.motion import is_ghost
+    from vaktpost.edge.analysis.motion import is_ghost
 
     if is_ghost(image, reference, blob):
         return "removed"
@@ -396,7 +396,7 @@ class SceneChangeDetector:
         return steady_seconds(t, self._last_t)
 
     def _seed(self, img: np.ndarray) -> None:
-        from edge.motion import sample_indices
+        from vaktpost.edge.analysis.motion import sample_indices
 
         self._reference = img.copy()
         self._recent = img.copy()
@@ -425,7 +425,7 @@ class SceneChangeDetector:
 
     def _judge(self, changed: np.ndarray, diff: np.ndarray, compensated: np.ndarray, t: float) -> SceneChange | None:
         """Decide every settled group of changes; report the largest real one (others follow on later frames)."""
-        from edge.motion import motion_score, normalised_box
+        from vaktpost.edge.analysis.motion import motion_score, normalised_box
 
         s = self.settings
         recent = self._recent
@@ -434,7 +434,7 @@ class SceneChangeDetector:
             return None  # nothing has lasted long enough to judge
         shift, response = view_alignment(gray_of(recent), gray_of(self._reference))
         if response < MIN_SAME_VIEW or shift >= MAX_VIEW_SHIFT:
-            # The camera moved or sees something else (a tamper matter, see edge/tamper.py):
+            # The camera moved or sees something else (a tamper matter, see edge/analysis/tamper.py):
             # what differs is the view, not objects in it.
             self._relearn()
             return None

@@ -43,8 +43,8 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.frames import check_image, steady_seconds
-from edge.masks import polygon_mask
+from vaktpost.edge.analysis.frames import check_image, steady_seconds
+from vaktpost.edge.privacy.masks import polygon_mask
 
 Subtype = Literal["covered", "defocused", "moved"]  # what `observe` reports
 SUBTYPES: tuple[str, ...] = ("covered", "defocused", "moved", "signal_lost")  # all tamper event subtypes
@@ -430,9 +430,9 @@ class TamperDetector:
         return steady_seconds(t, self._last_t)
 
     def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        # Imported here, not at module level: edge.config will import this module
-        # for TamperSettings, and edge.motion imports edge.config.
-        from edge.motion import to_analysis_gray
+        # Imported here, not at module level: vaktpost.edge.config will import this module
+        # for TamperSettings, and vaktpost.edge.analysis.motion imports vaktpost.edge.config.
+        from vaktpost.edge.analysis.motion import to_analysis_gray
 
         check_image(frame, 32, "tamper detection")
         gray = to_analysis_gray(frame, self.settings.width, blur=3)

@@ -1,6 +1,6 @@
 """The event contract: the one source of truth for what a node publishes.
 
-`broker/schema/event.schema.json` is generated from `Event` (``vaktpost schema``)
+`vaktpost/contract/schema/event.schema.json` is generated from `Event` (``vaktpost schema``)
 and a test fails when it is stale. Events carry the minimum: what, where, when,
 how sure. No image data and no free text from the camera: an event only says
 whether an anonymised snapshot travels separately (`snapshot`).

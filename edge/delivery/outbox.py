@@ -8,7 +8,7 @@ committed (an `Ack` on the node's acks topic), never on the broker's PUBACK.
 One SQLite file in WAL mode holds the rows, the node's event sequence counter and
 the drop/failure/expiry counters. A row is a message awaiting the consumer's ack:
 an event, or the snapshot of one (row id `<event_id>/snapshot`,
-`edge.topics.snapshot_row_id`); `expire` bounds how long either may wait. One
+`vaktpost.contract.topics.snapshot_row_id`); `expire` bounds how long either may wait. One
 connection guarded by one lock serves the pipeline threads (put, next_seq) and
 the MQTT threads (pending, mark_*, ack).
 """

@@ -1,6 +1,6 @@
 """`python -m tf2onnx.convert`, with a byte-identical result from run to run.
 
-Run by models/build_ssdlite.py inside its throwaway venv, with the same arguments
+Run by models/rebuild/build_ssdlite.py inside its throwaway venv, with the same arguments
 as tf2onnx's own command line. Not used by the node.
 
 Why: tf2onnx 1.16.1 iterates Python sets of its graph `Node` objects and of

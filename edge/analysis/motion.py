@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from edge.config import MotionSection
-from edge.masks import polygon_mask
+from vaktpost.edge.config import MotionSection
+from vaktpost.edge.privacy.masks import polygon_mask
 
 Box = tuple[float, float, float, float]
 Polygon = Sequence[Sequence[float]]
@@ -171,7 +171,7 @@ def blobs(mask: np.ndarray, min_area: float) -> tuple[np.ndarray, list[tuple[int
 
 
 def normalised_box(x: int, y: int, bw: int, bh: int, shape: tuple[int, int]) -> Box:
-    """Pixel box → normalised (x1, y1, x2, y2); pixel column c spans [c/w, (c+1)/w] (see edge/masks.py)."""
+    """Pixel box → normalised (x1, y1, x2, y2); pixel column c spans [c/w, (c+1)/w] (see edge/privacy/masks.py)."""
     h, w = shape
     return (x / w, y / h, (x + bw) / w, (y + bh) / h)
 

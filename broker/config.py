@@ -2,7 +2,7 @@
 
 Every option is documented once, in its `description`; docs/central.md is the
 reader-facing form. Errors reuse the node config's style: one line per problem,
-naming the key (`edge.config.ConfigError`, `edge.config.format_errors`).
+naming the key (`vaktpost.edge.config.ConfigError`, `vaktpost.edge.config.format_errors`).
 
 Relative paths (places_file, password_file, TLS files and the file of a
 ``sqlite:///relative.db`` URL) are taken relative to the config file's directory,
@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from edge.config import BrokerConnection, Strict, read_yaml, validate
+from vaktpost.edge.config import BrokerConnection, Strict, read_yaml, validate
 
 DEFAULT_DATABASE = "sqlite:///vaktpost-central.db"
 # MQTT shared subscription group names are one topic level without wildcards.

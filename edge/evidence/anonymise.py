@@ -32,13 +32,13 @@ from typing import Literal, TypeVar, get_args
 
 import numpy as np
 
-from edge.detectors import DEFAULT_SSD_MODEL, Box, Detector, DetectorSettings, create_detector
-from edge.detectors.regions import Crop, expand_box, to_frame
-from edge.faces import MODEL_NAME as FACE_MODEL
-from edge.faces import CenterFace, FaceDetector
-from edge.masks import PrivacyMasker
-from edge.modelfile import MANIFEST, ModelError, load_manifest, sha256_of
-from edge.snapshot import SnapshotSettings
+from vaktpost.edge.detectors import DEFAULT_SSD_MODEL, Box, Detector, DetectorSettings, create_detector
+from vaktpost.edge.detectors.regions import Crop, expand_box, to_frame
+from vaktpost.edge.detectors.faces import MODEL_NAME as FACE_MODEL
+from vaktpost.edge.detectors.faces import CenterFace, FaceDetector
+from vaktpost.edge.privacy.masks import PrivacyMasker
+from vaktpost.edge.modelfile import MANIFEST, ModelError, load_manifest, sha256_of
+from vaktpost.edge.evidence.snapshot import SnapshotSettings
 
 Reason = Literal["model_missing", "model_checksum", "inference_error"]
 REASONS: tuple[str, ...] = get_args(Reason)

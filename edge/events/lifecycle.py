@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Literal
 
-from .event import Event, EventType, uuid7
+from vaktpost.contract.events import Event, EventType, uuid7
 
 Box = tuple[float, float, float, float]
 Phase = Literal["start", "update", "end"]

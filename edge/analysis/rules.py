@@ -30,16 +30,16 @@ from typing import Callable, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
 
-from .config import RulesSettings, Zone
-from .event import EventType
-from .lifecycle import EventIdentity, Lifecycle, Update
-from .schedule import is_armed
-from .track import Box
+from vaktpost.edge.config import RulesSettings, Zone
+from vaktpost.contract.events import EventType
+from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
+from vaktpost.edge.analysis.schedule import is_armed
+from vaktpost.edge.analysis.track import Box
 
 
 
 class TrackLike(Protocol):
-    """What the rules read from edge.track.Track."""
+    """What the rules read from vaktpost.edge.analysis.track.Track."""
 
     @property
     def id(self) -> int: ...  # pragma: no cover

@@ -14,11 +14,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from .detectors import DetectorSettings
-from .scene_change import SceneChangeSettings
-from .snapshot import SnapshotSettings
-from .tamper import TamperSettings
-from .track import TrackerSettings
+from vaktpost.edge.detectors import DetectorSettings
+from vaktpost.edge.analysis.scene_change import SceneChangeSettings
+from vaktpost.edge.evidence.snapshot import SnapshotSettings
+from vaktpost.edge.analysis.tamper import TamperSettings
+from vaktpost.edge.analysis.track import TrackerSettings
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
@@ -164,7 +164,7 @@ Seconds = Annotated[float, Field(gt=0)]
 
 
 class RulesSettings(Strict):
-    """People rules: intrusion and loitering (edge/rules.py)."""
+    """People rules: intrusion and loitering (edge/analysis/rules.py)."""
 
     intrusion: bool = Field(True, description="Report people inside armed zones (intrusion events)")
     intrusion_min_seconds: float = Field(
@@ -193,7 +193,7 @@ class RulesSettings(Strict):
         10.0, gt=0, description="Seconds between update messages of a running intrusion or loitering event",
     )
     tracker: TrackerSettings = Field(
-        default_factory=TrackerSettings, description="Person tracker (edge/track.py) feeding these rules",
+        default_factory=TrackerSettings, description="Person tracker (edge/analysis/track.py) feeding these rules",
     )
 
     @model_validator(mode="after")
@@ -234,9 +234,9 @@ class Camera(Strict):
     lost_after_seconds: float = Field(10.0, gt=0, description="No frames for this long raises a health event")
     detector: DetectorSettings = Field(default_factory=DetectorSettings, description="Person detector (edge/detectors/)")
     rules: RulesSettings = Field(default_factory=RulesSettings, description="Intrusion and loitering rules")
-    tamper: TamperSettings = Field(default_factory=TamperSettings, description="Camera tampering (edge/tamper.py)")
+    tamper: TamperSettings = Field(default_factory=TamperSettings, description="Camera tampering (edge/analysis/tamper.py)")
     scene_change: SceneChangeSettings = Field(default_factory=SceneChangeSettings,
-                                              description="Lasting scene change (edge/scene_change.py)")
+                                              description="Lasting scene change (edge/analysis/scene_change.py)")
     snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy, description="Evidence snapshots per event type")
     snapshot: SnapshotSettings = Field(default_factory=SnapshotSettings,
                                        description="How snapshots are anonymised and encoded")

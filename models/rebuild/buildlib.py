@@ -21,7 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-MODELS_DIR = Path(__file__).resolve().parent
+REBUILD_DIR = Path(__file__).resolve().parent
+MODELS_DIR = REBUILD_DIR.parent
 MANIFEST = MODELS_DIR / "MANIFEST.toml"
 
 

@@ -1,0 +1,1 @@
+"""The facilities staff inbox (web app): depends on the store, the contract and its own services, never on node internals."""

@@ -1,0 +1,1 @@
+"""Central ingest: parse, batch and acknowledge what nodes publish."""
