@@ -29,14 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-
-from vaktpost.edge.detectors import DetectorSettings, create_detector  # noqa: E402
+from timing import timed  # noqa: E402
+from vaktpost.edge.config.detectors import DetectorSettings
+from vaktpost.edge.detectors.factory import create_detector  # noqa: E402
 from vaktpost.edge.detectors.onnx_session import verified_model_path  # noqa: E402
 from vaktpost.edge.detectors.regions import RegionDetector  # noqa: E402
 from vaktpost.edge.detectors.ssd import OUTPUTS, SsdDetector, to_rgb  # noqa: E402
 from vaktpost.edge.detectors.yolo import classwise_nms, decode_yolo  # noqa: E402
 from vaktpost.edge.modelfile import ModelError  # noqa: E402
-from timing import timed  # noqa: E402
 
 
 def test_frame() -> tuple[np.ndarray, str]:

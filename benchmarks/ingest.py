@@ -35,6 +35,7 @@ from vaktpost.broker.consumer import Consumer  # noqa: E402
 from vaktpost.broker.mosquitto import init_broker, load_credentials, mosquitto_command  # noqa: E402
 from vaktpost.broker.store import Store  # noqa: E402
 from vaktpost.edge import topics  # noqa: E402
+
 from vaktpost.contract.events import Ack, Event, uuid7  # noqa: E402
 
 HOST = "127.0.0.1"

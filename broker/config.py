@@ -18,7 +18,7 @@ from pydantic import Field, field_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from vaktpost.edge.config import BrokerConnection, Strict, read_yaml, validate
+from vaktpost.contract.config import BrokerConnection, Strict, read_yaml, validate
 
 DEFAULT_DATABASE = "sqlite:///vaktpost-central.db"
 # MQTT shared subscription group names are one topic level without wildcards.

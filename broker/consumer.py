@@ -46,15 +46,18 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
-
-from vaktpost.contract import topics
-from vaktpost.edge.config import ConfigError, format_errors
-from vaktpost.contract.events import UUID7_PATTERN, Ack, Event, Heartbeat, Status
-
-from vaktpost.broker.config import DEFAULT_SNAPSHOT_MAX_BYTES, CentralConfig, load_central
-from vaktpost.contract.jpeg import JpegError, check_jpeg
+from vaktpost.broker.config import (
+    DEFAULT_SNAPSHOT_MAX_BYTES,
+    CentralConfig,
+    load_central,
+)
 from vaktpost.broker.places import import_places
 from vaktpost.broker.store import PurgeResult, Store, StoreTx, utcnow
+
+from vaktpost.contract import topics
+from vaktpost.contract.config import ConfigError, format_errors
+from vaktpost.contract.events import UUID7_PATTERN, Ack, Event, Heartbeat, Status
+from vaktpost.contract.jpeg import JpegError, check_jpeg
 
 log = logging.getLogger("vaktpost.broker.consumer")  # also when run as __main__
 

@@ -25,11 +25,16 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, field_validator
-
-from vaktpost.edge.config import ConfigError, Strict, TimeZoneName, read_yaml, validate
-from vaktpost.contract.events import Ident
-
 from vaktpost.broker.store import Store
+
+from vaktpost.contract.config import (
+    ConfigError,
+    Ident,
+    Strict,
+    TimeZoneName,
+    read_yaml,
+    validate,
+)
 
 log = logging.getLogger(__name__)
 

@@ -66,7 +66,6 @@ from sqlalchemy.types import DateTime, TypeDecorator
 
 from vaktpost.contract import topics
 from vaktpost.contract.events import Event, Heartbeat, Status
-
 from vaktpost.contract.jpeg import CONTENT_TYPE as JPEG
 
 log = logging.getLogger("vaktpost.broker.store")

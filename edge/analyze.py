@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 
-from vaktpost.edge.config import Camera, NodeConfig
-from vaktpost.contract.events import Event
-from vaktpost.edge.pipeline import CameraPipeline
 from vaktpost.edge.capture.sources import SourceError, open_source
+from vaktpost.edge.config import Camera, NodeConfig
+from vaktpost.edge.pipeline import CameraPipeline
+
+from vaktpost.contract.events import Event
 
 
 @dataclass

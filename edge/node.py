@@ -8,17 +8,18 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from vaktpost.contract import topics
-from vaktpost.edge.config import Camera, NodeConfig
-from vaktpost.edge.detectors import NullDetector
-from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
-from vaktpost.edge.health import FpsMeter, cpu_temperature
-from vaktpost.edge.events.lifecycle import Update
-from vaktpost.edge.modelfile import ModelError
-from vaktpost.edge.delivery.outbox import Outbox
-from vaktpost.edge.pipeline import CameraPipeline
 from vaktpost.edge.capture.sources import LatestFrame, describe
+from vaktpost.edge.config import Camera, NodeConfig
+from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
+from vaktpost.edge.detectors import NullDetector
+from vaktpost.edge.events.lifecycle import Update
+from vaktpost.edge.health import FpsMeter, cpu_temperature
+from vaktpost.edge.modelfile import ModelError
+from vaktpost.edge.pipeline import CameraPipeline
+
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
 
 log = logging.getLogger(__name__)
 

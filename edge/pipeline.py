@@ -19,21 +19,22 @@ from typing import Callable
 
 import cv2
 import numpy as np
-
-from vaktpost.edge.evidence.anonymise import AnonymiseError, Anonymiser
-from vaktpost.edge.config import Camera
-from vaktpost.edge.detectors import Detector, create_detector
-from vaktpost.edge.detectors.regions import RegionDetector
-from vaktpost.contract.events import Event, EventType, uuid7
-from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
-from vaktpost.edge.privacy.masks import PrivacyMasker
 from vaktpost.edge.analysis.motion import MotionDetector, MotionResult
 from vaktpost.edge.analysis.rules import PeopleRules
 from vaktpost.edge.analysis.scene_change import SceneChangeDetector
-from vaktpost.edge.evidence.snapshot import EncodeError, make_snapshot
 from vaktpost.edge.analysis.tamper import SUBTYPES as TAMPER_SUBTYPES
 from vaktpost.edge.analysis.tamper import TamperDetector
 from vaktpost.edge.analysis.track import Tracker
+from vaktpost.edge.config import Camera
+from vaktpost.edge.detectors import Detector
+from vaktpost.edge.detectors.factory import create_detector
+from vaktpost.edge.detectors.regions import RegionDetector
+from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
+from vaktpost.edge.evidence.anonymise import AnonymiseError, Anonymiser
+from vaktpost.edge.evidence.snapshot import EncodeError, make_snapshot
+from vaktpost.edge.privacy.masks import PrivacyMasker
+
+from vaktpost.contract.events import Event, EventType, uuid7
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 import pytest
-
 from mqtt_harness import Broker, PayloadAuditor, start_broker
 
 if TYPE_CHECKING:
@@ -163,7 +162,6 @@ def place_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator["Sto
     (a schema of its own inside the session's `pg_url` database)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
-
     from vaktpost.broker.store import Store, normalise_url
 
     if request.param == "sqlite":

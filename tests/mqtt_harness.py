@@ -31,8 +31,14 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from vaktpost.broker.mosquitto import (
+    CONF_FILE,
+    Credentials,
+    init_broker,
+    load_credentials,
+    mosquitto_command,
+)
 
-from vaktpost.broker.mosquitto import CONF_FILE, Credentials, init_broker, load_credentials, mosquitto_command
 from vaktpost.contract.topics import ROOT
 
 HOST = "127.0.0.1"

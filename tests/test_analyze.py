@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
-
 from vaktpost.edge.analyze import analyze
 from vaktpost.edge.config import parse
+
 from vaktpost.contract.events import Event
 from vaktpost.scenes import Figure, Scene, demo_scenes, write_video
 

@@ -20,6 +20,14 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
+from vaktpost.edge.config.snapshot import SnapshotSettings  # noqa: E402
+from vaktpost.edge.detectors import Detection, NullDetector  # noqa: E402
+from vaktpost.edge.detectors.faces import (  # noqa: E402
+    centerface_input,
+    decode_centerface,
+    plan_input,
+    to_faces,
+)
 from vaktpost.edge.evidence.anonymise import (  # noqa: E402
     REASONS,
     AnonymiseError,
@@ -31,19 +39,9 @@ from vaktpost.edge.evidence.anonymise import (  # noqa: E402
     paint,
     person_tiles,
 )
-from vaktpost.edge.detectors import Detection, NullDetector  # noqa: E402
-from vaktpost.edge.detectors.faces import (  # noqa: E402
-    centerface_input,
-    decode_centerface,
-    plan_input,
-    to_faces,
-)
-from vaktpost.edge.privacy.masks import PrivacyMasker, polygon_mask  # noqa: E402
-from vaktpost.edge.modelfile import MODELS_DIR, load_manifest  # noqa: E402
 from vaktpost.edge.evidence.snapshot import (  # noqa: E402
     KEEP_MARKERS,
     EncodeError,
-    SnapshotSettings,
     downscale,
     encode_jpeg,
     jpeg_segments,
@@ -51,6 +49,9 @@ from vaktpost.edge.evidence.snapshot import (  # noqa: E402
     snapshot_image,
     strip_jpeg,
 )
+from vaktpost.edge.modelfile import MODELS_DIR, load_manifest  # noqa: E402
+from vaktpost.edge.privacy.masks import PrivacyMasker, polygon_mask  # noqa: E402
+
 from vaktpost.scenes import Figure, Scene, render_frame  # noqa: E402
 
 BLACK = (0, 0, 0)

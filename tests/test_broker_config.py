@@ -18,9 +18,16 @@ from typing import Iterator
 
 import pytest
 import yaml
+from mqtt_harness import (
+    Broker,
+    PayloadAuditor,
+    free_port,
+    make_test_ca,
+    start_broker,
+    wait_until,
+)
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
-
 from vaktpost.broker.mosquitto import (
     ACL_FILE,
     CONF_FILE,
@@ -32,8 +39,8 @@ from vaktpost.broker.mosquitto import (
     load_credentials,
     render_acl,
 )
+
 from vaktpost.contract import topics
-from mqtt_harness import Broker, PayloadAuditor, free_port, make_test_ca, start_broker, wait_until
 
 NOT_AUTHORIZED = 0x87
 AUTH_REFUSED = {0x86, 0x87}  # Bad user name or password / Not authorized; 2.0.x sends 0x87

@@ -14,14 +14,14 @@ from typing import Iterator
 
 import pytest
 import yaml
-
+from mqtt_harness import Broker, MqttTestClient, wait_until
 from vaktpost.broker.config import CentralConfig, load_central
 from vaktpost.broker.consumer import Consumer, Rejected, parse_message, subscriptions
 from vaktpost.broker.store import Store
+
 from vaktpost.contract import topics
-from vaktpost.edge.config import ConfigError
+from vaktpost.contract.config import ConfigError
 from vaktpost.contract.events import Ack, Event, Heartbeat, Status, uuid7
-from mqtt_harness import Broker, MqttTestClient, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 UTC = timezone.utc

@@ -6,9 +6,9 @@ import io
 from pathlib import Path
 
 from rich.console import Console
-
 from vaktpost.broker.store import Store
 from vaktpost.edge.evidence.snapshot import jpeg_segments
+
 from vaktpost.demo import run_demo
 
 

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 from mqtt_harness import Broker, make_test_ca, running_central, wait_until
-
 from vaktpost.edge.analyze import analyze
-from vaktpost.contract import topics
 from vaktpost.edge.config import parse
-from vaktpost.contract.events import Event, uuid7
-from vaktpost.edge.node import Node
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
+from vaktpost.edge.node import Node
+
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, uuid7
 from vaktpost.scenes import Figure, Scene, write_video
 
 PLACES = {

@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from vaktpost.contract.events import Event, EventType, uuid7
-from vaktpost.evaluate import (Observed, Report, TypeStats, evaluate, fits, load_clip, match, score_clip)
+from vaktpost.evaluate import (
+    Observed,
+    Report,
+    TypeStats,
+    evaluate,
+    fits,
+    load_clip,
+    match,
+    score_clip,
+)
 from vaktpost.scenarios import Expected, node_config
 from vaktpost.scenes import Scene, write_video
 

@@ -1,8 +1,9 @@
 import itertools
 from datetime import datetime, timedelta, timezone
 
-from vaktpost.contract.events import EventType
 from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle
+
+from vaktpost.contract.events import EventType
 
 T0 = datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc)
 

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from vaktpost.edge.modelfile import MANIFEST, MODELS_DIR, ModelError, load_manifest, resolve, sha256_of, verify
+from vaktpost.edge.modelfile import (
+    MANIFEST,
+    MODELS_DIR,
+    ModelError,
+    load_manifest,
+    resolve,
+    sha256_of,
+    verify,
+)
 
 NAMES = ("ssdlite_mobilenet_v2_coco", "centerface")
 

@@ -7,8 +7,6 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
-
-from vaktpost.edge.config import MotionSection
 from vaktpost.edge.analysis.motion import (
     MotionDetector,
     boxes_from_mask,
@@ -22,6 +20,8 @@ from vaktpost.edge.analysis.motion import (
     outline_contrast,
     to_analysis_gray,
 )
+from vaktpost.edge.config.motion import MotionSection
+
 from vaktpost.scenes import demo_scenes, frames
 
 H, W = 480, 640

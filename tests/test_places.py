@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from vaktpost.broker.places import import_places, load_places
 from vaktpost.broker.store import Store
-from vaktpost.edge.config import ConfigError
+
+from vaktpost.contract.config import ConfigError
 from vaktpost.contract.events import Event, uuid7
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "places.yaml"

@@ -20,22 +20,23 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import vaktpost.edge.node
 import yaml
 from mqtt_harness import Broker, running_central, wait_until
-
-import vaktpost.edge.node
-from vaktpost.contract import topics
 from vaktpost.edge.analyze import analyze
-from vaktpost.edge.evidence.anonymise import Anonymiser
-from vaktpost.edge.config import SnapshotPolicy, parse
+from vaktpost.edge.config import parse
+from vaktpost.edge.config.snapshot import SnapshotPolicy
 from vaktpost.edge.detectors import NullDetector
-from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status
 from vaktpost.edge.events.lifecycle import Update
-from vaktpost.edge.privacy.masks import polygon_mask
+from vaktpost.edge.evidence.anonymise import Anonymiser
+from vaktpost.edge.evidence.snapshot import jpeg_segments
 from vaktpost.edge.modelfile import MODELS_DIR
 from vaktpost.edge.node import Node
 from vaktpost.edge.pipeline import CameraPipeline
-from vaktpost.edge.evidence.snapshot import jpeg_segments
+from vaktpost.edge.privacy.masks import polygon_mask
+
+from vaktpost.contract import topics
+from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status
 from vaktpost.scenes import Figure, LensCover, Scene, render_frame, write_video
 
 T0 = datetime(2024, 5, 14, 19, 0, tzinfo=timezone.utc)

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 import yaml
-
+from mqtt_harness import Broker, wait_until
+from test_consumer import acked_ids, node_client, running_consumer, write_config
 from vaktpost.broker import store as store_module
 from vaktpost.broker.consumer import run_purge
 from vaktpost.broker.store import PurgeResult, Store
+from vaktpost.edge.delivery.outbox import Outbox
+
 from vaktpost.contract import topics
 from vaktpost.contract.events import Event, uuid7
-from vaktpost.edge.delivery.outbox import Outbox
-from mqtt_harness import Broker, wait_until
-from test_consumer import acked_ids, node_client, running_consumer, write_config
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)

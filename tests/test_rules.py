@@ -4,11 +4,17 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
-
+from vaktpost.edge.analysis.rules import (
+    PeopleRules,
+    RulesSettings,
+    foot_point,
+    point_in_polygon,
+)
+from vaktpost.edge.analysis.track import Tracker
 from vaktpost.edge.config import Zone
+from vaktpost.edge.config.track import TrackerSettings
+
 from vaktpost.contract.events import EventType
-from vaktpost.edge.analysis.rules import PeopleRules, RulesSettings, foot_point, point_in_polygon
-from vaktpost.edge.analysis.track import Tracker, TrackerSettings
 
 TZ = "Europe/Stockholm"
 NIGHT = datetime(2026, 11, 25, 21, 0, tzinfo=timezone.utc)  # Wednesday 22:00 local

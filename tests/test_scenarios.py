@@ -14,20 +14,31 @@ import pytest
 
 pytest.importorskip("skimage", reason="photo figures need scikit-image (dev extra)")
 
-from vaktpost.edge.config import Camera, parse
 from vaktpost.edge.analysis.rules import point_in_polygon
 from vaktpost.edge.analysis.schedule import is_armed
+from vaktpost.edge.config import Camera, parse
+
 from vaktpost.evaluate import load_clip
 from vaktpost.scenarios import LOITER_SECONDS, QUICK, Scenario, generate, scenarios
-from vaktpost.scenes import (CameraTurn, Figure, Graffiti, LensCover, LensSmear, Prop, Scene, person_matte,
-                             photo_cutout, render_frame)
+from vaktpost.scenes import (
+    CameraTurn,
+    Figure,
+    Graffiti,
+    LensCover,
+    LensSmear,
+    Prop,
+    Scene,
+    person_matte,
+    photo_cutout,
+    render_frame,
+)
 
 # Camera sections the analysers bring, and the model that validates each until edge/config/__init__.py has it.
 SECTION_MODELS = {
-    "detector": ("vaktpost.edge.detectors", "DetectorSettings"),
-    "rules": ("vaktpost.edge.config", "RulesSettings"),
-    "tamper": ("vaktpost.edge.analysis.tamper", "TamperSettings"),
-    "scene_change": ("vaktpost.edge.analysis.scene_change", "SceneChangeSettings"),
+    "detector": ("vaktpost.edge.config.detectors", "DetectorSettings"),
+    "rules": ("vaktpost.edge.config.rules", "RulesSettings"),
+    "tamper": ("vaktpost.edge.config.tamper", "TamperSettings"),
+    "scene_change": ("vaktpost.edge.config.scene_change", "SceneChangeSettings"),
 }
 
 
@@ -336,7 +347,8 @@ def test_night_ir_switch_is_grayscale_with_another_contrast() -> None:
 def test_photo_people_are_found_by_the_person_detector() -> None:
     """The reason for photo figures: the node's SSD model takes them for people (crop as regions.py does)."""
     pytest.importorskip("onnxruntime")
-    from vaktpost.edge.detectors import DetectorSettings, create_detector
+    from vaktpost.edge.config.detectors import DetectorSettings
+    from vaktpost.edge.detectors.factory import create_detector
     from vaktpost.edge.modelfile import ModelError
 
     try:

@@ -8,11 +8,9 @@ import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
-
 from vaktpost.edge.analysis.scene_change import (
     SceneChange,
     SceneChangeDetector,
-    SceneChangeSettings,
     change_kind,
     colour_shift,
     compensate,
@@ -24,6 +22,8 @@ from vaktpost.edge.analysis.scene_change import (
     view_alignment,
     view_sharpness,
 )
+from vaktpost.edge.config.scene_change import SceneChangeSettings
+
 from vaktpost.scenes import Figure, Scene, render_frame
 
 FPS = 5.0

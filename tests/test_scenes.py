@@ -9,7 +9,14 @@ import cv2
 import numpy as np
 import pytest
 
-from vaktpost.scenes import Figure, Scene, demo_scenes, frames, render_frame, write_video
+from vaktpost.scenes import (
+    Figure,
+    Scene,
+    demo_scenes,
+    frames,
+    render_frame,
+    write_video,
+)
 
 
 def small_scene(**kw) -> Scene:

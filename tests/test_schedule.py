@@ -2,9 +2,8 @@ from datetime import date, datetime, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
-
-from vaktpost.edge.config import ArmedSchedule
 from vaktpost.edge.analysis.schedule import is_armed
+from vaktpost.edge.config import ArmedSchedule
 
 STHLM = ZoneInfo("Europe/Stockholm")
 WEEKNIGHTS = {"days": ["mon", "tue", "wed", "thu", "fri"], "from": "18:00", "to": "07:00"}

@@ -11,18 +11,24 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from mqtt_harness import Broker, wait_until
 from sqlalchemy import create_engine, inspect, text
-
+from test_consumer import (
+    acked_ids,
+    mosquitto_pub,
+    node_client,
+    running_consumer,
+    write_config,
+)
 from vaktpost.broker.consumer import Rejected, Snapshot, parse_message
-from vaktpost.contract.jpeg import JpegError, check_jpeg
 from vaktpost.broker.store import Store
-from vaktpost.contract import topics
 from vaktpost.edge.config import MqttSection
-from vaktpost.contract.events import Event, uuid7
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
-from mqtt_harness import Broker, wait_until
-from test_consumer import acked_ids, mosquitto_pub, node_client, running_consumer, write_config
+
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.jpeg import JpegError, check_jpeg
 
 UTC = timezone.utc
 MAX = 2 * 1024 * 1024

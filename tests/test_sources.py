@@ -7,11 +7,16 @@ import threading
 import numpy as np
 import pytest
 from mqtt_harness import free_port, wait_until
-
+from vaktpost.edge.capture.sources import (
+    LatestFrame,
+    OpenCVSource,
+    SourceError,
+    describe,
+)
 from vaktpost.edge.config import parse
-from vaktpost.contract.events import Event
 from vaktpost.edge.node import Node
-from vaktpost.edge.capture.sources import LatestFrame, OpenCVSource, SourceError, describe
+
+from vaktpost.contract.events import Event
 from vaktpost.scenes import Scene, write_video
 
 

@@ -10,8 +10,8 @@ from typing import Iterator
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
-
 from vaktpost.broker.store import Store, events, normalise_url
+
 from vaktpost.contract.events import Event, uuid7
 
 UTC = timezone.utc

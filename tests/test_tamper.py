@@ -8,18 +8,18 @@ import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
-
-from vaktpost.edge.privacy.masks import PrivacyMasker
 from vaktpost.edge.analysis.tamper import (
     TamperDetector,
     TamperMeasures,
-    TamperSettings,
     alignment,
     cell_contrast,
     cell_correlation,
     cell_sharpness,
     classify,
 )
+from vaktpost.edge.config.tamper import TamperSettings
+from vaktpost.edge.privacy.masks import PrivacyMasker
+
 from vaktpost.scenes import Figure, Scene, render_frame
 
 FPS = 5.0

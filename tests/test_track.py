@@ -3,8 +3,8 @@ from dataclasses import dataclass
 
 import pytest
 from pydantic import ValidationError
-
-from vaktpost.edge.analysis.track import Tracker, TrackerSettings, center_distance, greedy_pairs, iou
+from vaktpost.edge.analysis.track import Tracker, center_distance, greedy_pairs, iou
+from vaktpost.edge.config.track import TrackerSettings
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,13 @@ from typing import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
-
-from vaktpost.contract import topics
+from mqtt_harness import Broker, MqttTestClient, wait_until
 from vaktpost.edge.config import MqttSection
-from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status, uuid7
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher, packet_size
-from mqtt_harness import Broker, MqttTestClient, wait_until
+
+from vaktpost.contract import topics
+from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status, uuid7
 
 NODE = "node-a"
 CAM = "cam1"

@@ -46,7 +46,8 @@ def _logging(verbose: bool) -> None:
 
 
 def _node_config(path: Path):
-    from vaktpost.edge.config import ConfigError, load
+    from vaktpost.contract.config import ConfigError
+    from vaktpost.edge.config import load
     try:
         return load(path)
     except ConfigError as e:
@@ -98,10 +99,11 @@ def analyze(
     """Run the node pipeline over a video file without MQTT; one JSON line per event, final state."""
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
-    from vaktpost.edge.analyze import analyze as run, frame_total, write_jsonl
-    from vaktpost.edge.config import ConfigError
-    from vaktpost.edge.modelfile import ModelError
+    from vaktpost.edge.analyze import analyze as run
+    from vaktpost.edge.analyze import frame_total, write_jsonl
     from vaktpost.edge.capture.sources import SourceError
+    from vaktpost.contract.config import ConfigError
+    from vaktpost.edge.modelfile import ModelError
 
     cfg = _node_config(config)
     try:
@@ -205,7 +207,7 @@ def broker_init(
 
 def _central_config(path: Path | None, database: str | None):
     from vaktpost.broker.config import CentralConfig, load_central
-    from vaktpost.edge.config import ConfigError
+    from vaktpost.contract.config import ConfigError
     try:
         cfg = load_central(path) if path else CentralConfig()
     except ConfigError as e:
@@ -225,7 +227,7 @@ def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central
     """Run the central consumer: MQTT → place log, acknowledging after each commit."""
     _logging(verbose)
     from vaktpost.broker.consumer import run_central
-    from vaktpost.edge.config import ConfigError
+    from vaktpost.contract.config import ConfigError
     try:
         run_central(config)
     except ConfigError as e:
@@ -236,7 +238,7 @@ def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central
 def purge(config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")]) -> None:
     """Apply the central retention now: delete old snapshots, events and dead letters, log it."""
     from vaktpost.broker.consumer import run_purge
-    from vaktpost.edge.config import ConfigError
+    from vaktpost.contract.config import ConfigError
     try:
         result = run_purge(config)
     except ConfigError as e:
@@ -249,7 +251,7 @@ def places_import(file: Path, config: ConfigOpt = None, database: DbOpt = None) 
     """Import places and camera assignments from YAML (re-import is idempotent)."""
     from vaktpost.broker.places import import_places
     from vaktpost.broker.store import Store
-    from vaktpost.edge.config import ConfigError
+    from vaktpost.contract.config import ConfigError
     cfg = _central_config(config, database)
     store = Store(cfg.database)
     store.create_all()

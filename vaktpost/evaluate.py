@@ -32,7 +32,6 @@ from datetime import datetime
 from pathlib import Path
 
 from vaktpost.contract.events import Event, EventType
-
 from vaktpost.scenarios import Expected
 
 UNSCORED = frozenset({EventType.motion.value})

@@ -34,7 +34,17 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from vaktpost.scenes import CameraEffect, CameraTurn, Figure, Graffiti, LensCover, LensSmear, Prop, Scene, write_video
+from vaktpost.scenes import (
+    CameraEffect,
+    CameraTurn,
+    Figure,
+    Graffiti,
+    LensCover,
+    LensSmear,
+    Prop,
+    Scene,
+    write_video,
+)
 
 TIMEZONE = "Europe/Stockholm"
 DATE = (2024, 5, 14)  # a Tuesday; the zone is armed every day, so the weekday does not matter

@@ -29,13 +29,13 @@ from datetime import datetime
 from typing import Callable, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
-
-from vaktpost.edge.config import RulesSettings, Zone
-from vaktpost.contract.events import EventType
-from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
 from vaktpost.edge.analysis.schedule import is_armed
 from vaktpost.edge.analysis.track import Box
+from vaktpost.edge.config import Zone
+from vaktpost.edge.config.rules import RulesSettings
+from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
 
+from vaktpost.contract.events import EventType
 
 
 class TrackLike(Protocol):

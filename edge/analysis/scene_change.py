@@ -46,9 +46,8 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
-
 from vaktpost.edge.analysis.frames import check_image, steady_seconds
+from vaktpost.edge.config.scene_change import SceneChangeSettings
 
 Box = tuple[float, float, float, float]
 ChangeKind = Literal["appeared", "removed", "changed"]
@@ -73,39 +72,6 @@ MIN_SAME_VIEW = 0.5
 MIN_SHARPNESS = 0.5  # the view keeps less of its sharpness than this: a blurred lens, judge nothing
 RECENT_FRACTION = 0.2  # recent average time constant, as a share of settle_seconds
 WARM_UP = 3.0  # after seeding, the reference copies `recent` for this many of its time constants
-
-
-class SceneChangeSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    width: int = Field(320, ge=64, le=1920, description="Analysis width in pixels (frames are downscaled)")
-    threshold: int = Field(
-        25, ge=1, le=255,
-        description="Difference in any colour channel, after brightness compensation, that counts as changed",
-    )
-    settle_seconds: float = Field(
-        10.0, gt=0, description="Quiet seconds a change must persist before it is reported"
-    )
-    min_area: float = Field(
-        0.003, gt=0, le=1,
-        description="Smallest change reported, as a fraction of the image's pixels; smaller lasting "
-        "changes are learnt silently",
-    )
-    relearn_area: float = Field(
-        0.5, gt=0, le=1,
-        description="A change covering more than this fraction of the image is lighting or a new view: "
-        "the reference is re-learnt and nothing is reported",
-    )
-    learn_seconds: float = Field(
-        120.0, gt=0,
-        description="Time constant with which the reference follows slow changes (daylight, shadows, seasons) "
-        "while the scene is quiet",
-    )
-    lighting_correlation: float = Field(
-        0.8, gt=0, le=1,
-        description="A changed area whose texture still correlates at least this much with the reference "
-        "is lighting (a shadow, a patch of sun), not a change",
-    )
 
 
 @dataclass(frozen=True)
@@ -255,7 +221,11 @@ def view_sharpness(image: np.ndarray, reference: np.ndarray) -> float:
 
     ~1 for the same view in focus, well below for a blurred lens (see edge/analysis/tamper.py).
     """
-    from vaktpost.edge.analysis.tamper import MIN_CELL_CONTRAST, cell_contrast, cell_sharpness
+    from vaktpost.edge.analysis.tamper import (
+        MIN_CELL_CONTRAST,
+        cell_contrast,
+        cell_sharpness,
+    )
 
     structured = cell_contrast(reference) >= MIN_CELL_CONTRAST
     if not structured.any():

@@ -22,11 +22,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
+from vaktpost.edge.config import MqttSection
+from vaktpost.edge.delivery.outbox import Outbox, Row
 
 from vaktpost.contract import topics
-from vaktpost.edge.config import MqttSection
 from vaktpost.contract.events import Ack, Heartbeat, Status
-from vaktpost.edge.delivery.outbox import Outbox, Row
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger("vaktpost.paho")

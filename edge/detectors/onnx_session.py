@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vaktpost.edge.detectors import is_model_path
+from vaktpost.edge.config.detectors import is_model_path
 from vaktpost.edge.modelfile import ModelError, resolve, verify
 
 if TYPE_CHECKING:

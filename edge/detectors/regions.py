@@ -29,8 +29,8 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
-from vaktpost.edge.detectors import Box, Detection, Detector, DetectorSettings
+from vaktpost.edge.config.detectors import DetectorSettings
+from vaktpost.edge.detectors import Box, Detection, Detector
 from vaktpost.edge.detectors.yolo import nms
 
 Crop = tuple[int, int, int, int]

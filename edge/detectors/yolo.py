@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-
-from vaktpost.edge.detectors import PERSON, Detection, DetectorSettings
+from vaktpost.edge.config.detectors import DetectorSettings
+from vaktpost.edge.detectors import PERSON, Detection
 from vaktpost.edge.detectors.onnx_session import input_spec
 from vaktpost.edge.detectors.ssd import to_rgb
 from vaktpost.edge.modelfile import ModelError

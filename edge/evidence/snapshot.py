@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
-
+from pydantic import Field
+from vaktpost.edge.config.snapshot import SnapshotSettings
 from vaktpost.edge.detectors import Box
 
 if TYPE_CHECKING:
@@ -46,42 +46,6 @@ _STANDALONE = frozenset({SOI, EOI, 0x01} | set(range(0xD0, 0xD8)))  # markers wi
 
 class EncodeError(ValueError):
     """The anonymised image could not be encoded as a clean JPEG (the event's `encode_error`)."""
-
-
-class SnapshotSettings(BaseModel):
-    """How evidence snapshots are anonymised and encoded."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    width: int = Field(640, ge=32, le=4096,
-                       description="Snapshot width in pixels; larger frames are scaled down to it "
-                       "(aspect ratio kept), smaller ones are never scaled up")
-    quality: int = Field(80, ge=10, le=100, description="JPEG quality 10..100")
-    face_margin: float = Field(0.25, ge=0, le=2,
-                               description="Each face box is widened by this fraction of its width "
-                               "(height) on the left and right (top and bottom) before it is filled")
-    person_margin: float = Field(0.1, ge=0, le=2,
-                                 description="Each person box is widened by this fraction of its size "
-                                 "on every side before it is filled")
-    face_threshold: float = Field(0.4, gt=0, le=1,
-                                  description="Lowest face-detector score that is filled. Lower than "
-                                  "for events on purpose: when in doubt, hide")
-    person_threshold: float = Field(0.3, gt=0, le=1,
-                                    description="Lowest person-detector score that is filled (the "
-                                    "anonymiser's own full-frame pass). Lower than for events: when in "
-                                    "doubt, hide")
-    fill: tuple[Channel, Channel, Channel] = Field(
-        (0, 0, 0),
-        description="BGR colour of every filled region: privacy masks, people and faces alike, so the "
-        "hidden parts of a snapshot are one constant colour",
-    )
-    face_max_side: int = Field(1280, ge=32, le=4096,
-                               description="The face detector sees the frame at full resolution up to "
-                               "this many pixels on its longer side; larger frames are scaled down for "
-                               "it (cost grows with the pixel count; small faces need the pixels)")
-    threads: int = Field(1, ge=1, le=8,
-                         description="onnxruntime intra-op threads for the anonymiser's face and person "
-                         "detectors")
 
 
 # --- images -----------------------------------------------------------------------
