@@ -33,9 +33,10 @@ from timing import timed  # noqa: E402
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors.factory import create_detector  # noqa: E402
 from vaktpost.edge.detectors.onnx_session import verified_model_path  # noqa: E402
+from vaktpost.edge.detectors.ops import classwise_nms, to_rgb  # noqa: E402
 from vaktpost.edge.detectors.regions import RegionDetector  # noqa: E402
-from vaktpost.edge.detectors.ssd import OUTPUTS, SsdDetector, to_rgb  # noqa: E402
-from vaktpost.edge.detectors.yolo import classwise_nms, decode_yolo  # noqa: E402
+from vaktpost.edge.detectors.ssd import OUTPUTS, SsdDetector  # noqa: E402
+from vaktpost.edge.detectors.yolo import decode_yolo  # noqa: E402
 from vaktpost.edge.modelfile import ModelError  # noqa: E402
 
 

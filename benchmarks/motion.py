@@ -21,7 +21,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
-from vaktpost.edge.analysis.motion import MotionDetector, to_analysis_gray  # noqa: E402
+from vaktpost.edge.analysis.imageops import to_analysis_gray  # noqa: E402
+from vaktpost.edge.analysis.motion import MotionDetector  # noqa: E402
 from vaktpost.edge.config import MotionSection  # noqa: E402
 from vaktpost.edge.privacy.masks import PrivacyMasker  # noqa: E402
 

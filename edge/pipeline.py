@@ -17,7 +17,6 @@ import logging
 from datetime import datetime, timedelta
 from typing import Callable
 
-import cv2
 import numpy as np
 from vaktpost.edge.analysis.motion import MotionDetector, MotionResult
 from vaktpost.edge.analysis.rules import PeopleRules
@@ -32,6 +31,7 @@ from vaktpost.edge.detectors.regions import RegionDetector
 from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
 from vaktpost.edge.evidence.anonymise import AnonymiseError, Anonymiser
 from vaktpost.edge.evidence.snapshot import EncodeError, make_snapshot
+from vaktpost.edge.geometry import zone_at
 from vaktpost.edge.privacy.masks import PrivacyMasker
 
 from vaktpost.contract.events import Event, EventType, uuid7
@@ -43,15 +43,6 @@ log = logging.getLogger(__name__)
 # exceed a frame period, or every frame would look like a new incident.
 _TAMPER_UPDATE_SECONDS = 60.0
 _TAMPER_GAP_SECONDS = 1.0
-
-
-def zone_at(zones, x: float, y: float) -> str | None:
-    """Name of the first zone whose polygon contains the normalised point (x, y)."""
-    for z in zones:
-        poly = np.asarray(z.polygon, dtype=np.float32)
-        if cv2.pointPolygonTest(poly, (float(x), float(y)), False) >= 0:
-            return z.name
-    return None
 
 
 class CameraPipeline:

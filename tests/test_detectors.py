@@ -23,6 +23,7 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors import Detection, NullDetector  # noqa: E402
 from vaktpost.edge.detectors.factory import create_detector  # noqa: E402
+from vaktpost.edge.detectors.ops import classwise_nms, letterbox, nms, unletterbox  # noqa: E402
 from vaktpost.edge.detectors.regions import (  # noqa: E402
     RateLimiter,
     RegionDetector,
@@ -35,15 +36,7 @@ from vaktpost.edge.detectors.regions import (  # noqa: E402
     to_frame,
 )
 from vaktpost.edge.detectors.ssd import decode_ssd, ssd_input  # noqa: E402
-from vaktpost.edge.detectors.yolo import (  # noqa: E402
-    classwise_nms,
-    decode_yolo,
-    detect_layout,
-    letterbox,
-    nms,
-    unletterbox,
-    yolo_input,
-)
+from vaktpost.edge.detectors.yolo import decode_yolo, detect_layout, yolo_input  # noqa: E402
 from vaktpost.edge.modelfile import MODELS_DIR, ModelError, load_manifest  # noqa: E402
 
 SSD_NAME = "ssdlite_mobilenet_v2_coco"

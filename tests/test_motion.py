@@ -7,18 +7,20 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
+from vaktpost.edge.analysis.imageops import (
+    estimate_illumination,
+    is_ghost,
+    motion_score,
+    outline_contrast,
+    to_analysis_gray,
+)
 from vaktpost.edge.analysis.motion import (
     MotionDetector,
     boxes_from_mask,
     clean_mask,
     difference_mask,
-    estimate_illumination,
     global_shift,
-    is_ghost,
     is_illumination_step,
-    motion_score,
-    outline_contrast,
-    to_analysis_gray,
 )
 from vaktpost.edge.config.motion import MotionSection
 

@@ -4,15 +4,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
-from vaktpost.edge.analysis.rules import (
-    PeopleRules,
-    RulesSettings,
-    foot_point,
-    point_in_polygon,
-)
+from vaktpost.edge.analysis.rules import PeopleRules
 from vaktpost.edge.analysis.track import Tracker
 from vaktpost.edge.config import Zone
+from vaktpost.edge.config.rules import RulesSettings
 from vaktpost.edge.config.track import TrackerSettings
+from vaktpost.edge.geometry import foot_point, point_in_polygon
 
 from vaktpost.contract.events import EventType
 

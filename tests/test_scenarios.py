@@ -14,9 +14,9 @@ import pytest
 
 pytest.importorskip("skimage", reason="photo figures need scikit-image (dev extra)")
 
-from vaktpost.edge.analysis.rules import point_in_polygon
 from vaktpost.edge.analysis.schedule import is_armed
 from vaktpost.edge.config import Camera, parse
+from vaktpost.edge.geometry import point_in_polygon
 
 from vaktpost.evaluate import load_clip
 from vaktpost.scenarios import LOITER_SECONDS, QUICK, Scenario, generate, scenarios

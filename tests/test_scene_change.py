@@ -307,7 +307,7 @@ def test_settings_reject_unknown_keys_and_document_every_field() -> None:
 
 
 def test_compensate_undoes_a_per_channel_gain_and_offset() -> None:
-    from vaktpost.edge.analysis.motion import sample_indices
+    from vaktpost.edge.analysis.imageops import sample_indices
 
     ref = to_analysis_color(u8(BASE), 320)
     lit = ref * np.float32([1.3, 1.4, 1.5]) + np.float32([5, 10, 0])

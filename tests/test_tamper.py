@@ -8,13 +8,12 @@ import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
+from vaktpost.edge.analysis.imageops import cell_contrast, cell_sharpness
 from vaktpost.edge.analysis.tamper import (
     TamperDetector,
     TamperMeasures,
     alignment,
-    cell_contrast,
     cell_correlation,
-    cell_sharpness,
     classify,
 )
 from vaktpost.edge.config.tamper import TamperSettings

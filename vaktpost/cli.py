@@ -99,10 +99,10 @@ def analyze(
     """Run the node pipeline over a video file without MQTT; one JSON line per event, final state."""
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
 
+    from vaktpost.contract.config import ConfigError
     from vaktpost.edge.analyze import analyze as run
     from vaktpost.edge.analyze import frame_total, write_jsonl
     from vaktpost.edge.capture.sources import SourceError
-    from vaktpost.contract.config import ConfigError
     from vaktpost.edge.modelfile import ModelError
 
     cfg = _node_config(config)

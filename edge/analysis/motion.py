@@ -16,24 +16,25 @@ together.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+from vaktpost.edge.analysis.imageops import (
+    estimate_illumination,
+    is_ghost,
+    motion_score,
+    normalised_box,
+    sample_indices,
+    to_analysis_gray,
+)
 from vaktpost.edge.config.motion import MotionSection
+from vaktpost.edge.geometry import Box, iou
 from vaktpost.edge.privacy.masks import polygon_mask
 
-Box = tuple[float, float, float, float]
 Polygon = Sequence[Sequence[float]]
 
-# Brightness samples used to estimate gain/offset: enough for stable medians,
-# few enough that the estimate costs microseconds.
-_SAMPLES = 4096
-# Below this spread between dark and bright background pixels a gain cannot be
-# told apart from an offset, so only the offset is estimated.
-_MIN_GAIN_SPREAD = 20.0
 
 
 @dataclass
@@ -51,69 +52,6 @@ class MotionResult:
 
 
 # --- pure helpers -----------------------------------------------------------
-
-
-def to_analysis_gray(frame: np.ndarray, width: int, blur: int = 5) -> np.ndarray:
-    """uint8 grayscale copy of `frame`, downscaled to `width` (never upscaled), lightly blurred.
-
-    Accepts (h, w), (h, w, 1), BGR or BGRA uint8. Area interpolation averages
-    sensor noise away; the small Gaussian blur removes what is left so that
-    single noisy pixels rarely cross the threshold.
-    """
-    if frame.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {frame.dtype}")
-    if frame.ndim == 2:
-        gray = frame
-    elif frame.ndim == 3 and frame.shape[2] == 1:
-        gray = frame[:, :, 0]
-    elif frame.ndim == 3 and frame.shape[2] == 3:
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-    elif frame.ndim == 3 and frame.shape[2] == 4:
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGRA2GRAY)
-    else:
-        raise ValueError(f"expected a gray, BGR or BGRA image, got shape {frame.shape}")
-    h, w = gray.shape
-    if w > width:
-        gray = cv2.resize(gray, (width, max(1, round(h * width / w))), interpolation=cv2.INTER_AREA)
-    if blur > 1:
-        gray = cv2.GaussianBlur(gray, (blur | 1, blur | 1), 0)
-    if np.shares_memory(gray, frame):
-        gray = gray.copy()  # the detector keeps it; the camera may reuse its buffer
-    return np.ascontiguousarray(gray)
-
-
-def sample_indices(valid: np.ndarray, target: int = _SAMPLES) -> np.ndarray:
-    """Flat indices of a regular grid of about `target` pixels where `valid` is true."""
-    h, w = valid.shape
-    step = max(1, int(math.sqrt(h * w / target)))
-    grid = np.zeros_like(valid, dtype=bool)
-    grid[step // 2 :: step, step // 2 :: step] = True
-    return np.flatnonzero(grid & valid)
-
-
-def estimate_illumination(gray: np.ndarray, background: np.ndarray) -> tuple[float, float]:
-    """Robust (gain, offset) such that gray ≈ gain * background + offset.
-
-    Inputs are matching 1-d samples. The offset is the median difference, and
-    the gain comes from comparing median differences in the dark and the
-    bright half of the background. Medians ignore whatever moving objects
-    cover, as long as that is under half of each half.
-    """
-    g = gray.astype(np.float32, copy=False)
-    b = background.astype(np.float32, copy=False)
-    if b.size < 16:
-        return 1.0, 0.0
-    d = g - b
-    mid = float(np.median(b))
-    dark, bright = b <= mid, b > mid
-    if dark.sum() >= 8 and bright.sum() >= 8:
-        m_lo, m_hi = float(np.median(b[dark])), float(np.median(b[bright]))
-        if m_hi - m_lo >= _MIN_GAIN_SPREAD:
-            d_lo, d_hi = float(np.median(d[dark])), float(np.median(d[bright]))
-            # Clamp: beyond this range the "global change" is surely a step anyway.
-            gain = min(2.0, max(0.5, 1.0 + (d_hi - d_lo) / (m_hi - m_lo)))
-            return gain, d_lo - (gain - 1.0) * m_lo
-    return 1.0, float(np.median(d))
 
 
 def global_shift(background: np.ndarray, gain: float, offset: float) -> float:
@@ -169,56 +107,10 @@ def blobs(mask: np.ndarray, min_area: float) -> tuple[np.ndarray, list[tuple[int
     return labels, kept
 
 
-def normalised_box(x: int, y: int, bw: int, bh: int, shape: tuple[int, int]) -> Box:
-    """Pixel box → normalised (x1, y1, x2, y2); pixel column c spans [c/w, (c+1)/w] (see edge/privacy/masks.py)."""
-    h, w = shape
-    return (x / w, y / h, (x + bw) / w, (y + bh) / h)
-
-
 def boxes_from_mask(mask: np.ndarray, min_area: float) -> list[Box]:
     """Normalised boxes of the blobs in `mask` whose box covers at least `min_area` of the image."""
     _, kept = blobs(mask, min_area)
     return [normalised_box(x, y, bw, bh, mask.shape) for _, x, y, bw, bh in kept]
-
-
-def outline_contrast(image: np.ndarray, blob: np.ndarray) -> float:
-    """Mean brightness step across a blob's outline in `image`.
-
-    Compares, near each outline pixel, the mean of a 2-pixel band just inside
-    the blob with the mean of a band just outside it. Local means keep
-    gradients and texture of the surroundings from counting as a step.
-    """
-    b = blob.astype(np.uint8)
-    k = np.ones((3, 3), np.uint8)
-    inner = (b > cv2.erode(b, k, iterations=2, borderType=cv2.BORDER_REPLICATE)).astype(np.float32)
-    outer = (cv2.dilate(b, k, iterations=2) > b).astype(np.float32)
-    img = image.astype(np.float32)
-
-    def local_mean(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        total = cv2.boxFilter(img * weights, -1, (7, 7), normalize=False)
-        count = cv2.boxFilter(weights, -1, (7, 7), normalize=False)
-        return total / np.maximum(count, 1e-6), count
-
-    m_in, n_in = local_mean(inner)
-    m_out, n_out = local_mean(outer)
-    near = (inner + outer > 0) & (n_in > 0.5) & (n_out > 0.5)
-    if not near.any():
-        return 0.0
-    return float(np.abs(m_in - m_out)[near].mean())
-
-
-def is_ghost(frame: np.ndarray, background: np.ndarray, blob: np.ndarray, ratio: float = 1.5) -> bool:
-    """True when a blob's outline is a step in the background but not in the current frame.
-
-    That is the signature of a "ghost": something that was in the background
-    (seeded while a person stood there, or a parked car that left) and is
-    gone now; the frame shows the surface continuing across the outline. A
-    real object makes the step in the current frame instead. Arrays are
-    same-shape crops; `blob` is a boolean/uint8 mask.
-    """
-    in_frame = outline_contrast(frame, blob)
-    in_background = outline_contrast(background, blob)
-    return in_background > ratio * in_frame + 2.0  # +2: faint outlines decide nothing
 
 
 def changed_share(a: np.ndarray, b: np.ndarray, where: np.ndarray, threshold: float) -> float:
@@ -228,24 +120,6 @@ def changed_share(a: np.ndarray, b: np.ndarray, where: np.ndarray, threshold: fl
         return 0.0
     diff = cv2.absdiff(a, b) if a.dtype == b.dtype else np.abs(a.astype(np.float32) - b.astype(np.float32))
     return float(np.count_nonzero((diff > threshold) & where)) / n
-
-
-def box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ix = max(0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = a[2] * a[3] + b[2] * b[3] - inter
-    return inter / union if union > 0 else 0.0
-
-
-def motion_score(box_area: float, mean_difference: float, threshold: float, min_area: float) -> float:
-    """Confidence-like 0..1: half from size (a box at min_area gives ~0.4), scaled up by contrast."""
-    if box_area <= 0.0:
-        return 0.0
-    size = 1.0 - math.exp(-box_area / (2.0 * max(min_area, 1e-3)))
-    contrast = min(1.0, max(0.0, mean_difference / (3.0 * threshold)))
-    return round(size * (0.5 + 0.5 * contrast), 3)
 
 
 def close_kernel_for(width: int) -> int:
@@ -289,7 +163,7 @@ class MotionDetector:
         self.foreground_rate_factor = foreground_rate_factor
         self.ghost_ratio = ghost_ratio
         self.ghost_frames = ghost_frames
-        self._ghosts: list[tuple[tuple[int, int, int, int], int]] = []  # (x, y, w, h), frames seen
+        self._ghosts: list[tuple[tuple[int, int, int, int], int]] = []  # (x1, y1, x2, y2) pixels, frames seen
         self.blur = blur
         self._close = close_kernel_for(self.settings.width)
         self._grow = np.ones((3, 3), np.uint8)
@@ -387,14 +261,14 @@ class MotionDetector:
             # A ghost is still; a blob merging a ghost with a passer-by is not and must not be healed.
             still = prev is not None and changed_share(gray[sl], prev[sl], blob, self.settings.threshold) <= 0.01
             if still and is_ghost(gray[sl], bg[sl], blob, self.ghost_ratio):
-                seen = 1 + max((n for r, n in self._ghosts if box_iou(r, (x, y, bw, bh)) >= 0.8), default=0)
+                seen = 1 + max((n for r, n in self._ghosts if iou(r, (x, y, x + bw, y + bh)) >= 0.8), default=0)
                 if seen >= self.ghost_frames:
                     # Heal the blob and the ring around it, where its blurred edge lies.
                     heal = cv2.dilate(blob.astype(np.uint8), self._grow, iterations=2).astype(bool)
                     bg[sl][heal] = gray[sl][heal]
                     fg[sl][heal] = 0  # so the background update below treats it as healed
                     continue
-                ghosts.append(((x, y, bw, bh), seen))
+                ghosts.append(((x, y, x + bw, y + bh), seen))
             boxes.append(normalised_box(x, y, bw, bh, fg.shape))
         self._ghosts = ghosts
         return boxes

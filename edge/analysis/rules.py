@@ -30,10 +30,10 @@ from typing import Callable, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
 from vaktpost.edge.analysis.schedule import is_armed
-from vaktpost.edge.analysis.track import Box
 from vaktpost.edge.config import Zone
 from vaktpost.edge.config.rules import RulesSettings
 from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
+from vaktpost.edge.geometry import Box, foot_point, point_in_polygon
 
 from vaktpost.contract.events import EventType
 
@@ -55,24 +55,6 @@ class TrackLike(Protocol):
 
 
 # ---- pure helpers --------------------------------------------------------
-
-
-def foot_point(box: Box) -> tuple[float, float]:
-    return (box[0] + box[2]) / 2, box[3]
-
-
-def point_in_polygon(x: float, y: float, polygon: Sequence[Sequence[float]]) -> bool:
-    """Even-odd ray casting; points on an edge may fall either way."""
-    inside = False
-    n = len(polygon)
-    for i in range(n):
-        x1, y1 = polygon[i]
-        x2, y2 = polygon[(i + 1) % n]
-        if (y1 > y) != (y2 > y):
-            cross_x = x1 + (y - y1) * (x2 - x1) / (y2 - y1)
-            if x < cross_x:
-                inside = not inside
-    return inside
 
 
 def zone_rules(zone: str, s: RulesSettings) -> list[tuple[EventType, float, bool]]:

@@ -47,13 +47,20 @@ from typing import Literal
 import cv2
 import numpy as np
 from vaktpost.edge.analysis.frames import check_image, steady_seconds
+from vaktpost.edge.analysis.imageops import (
+    MIN_CELL_CONTRAST,
+    cell_contrast,
+    cell_sharpness,
+    estimate_illumination,
+    is_ghost,
+    motion_score,
+    normalised_box,
+    sample_indices,
+)
 from vaktpost.edge.config.scene_change import SceneChangeSettings
+from vaktpost.edge.geometry import Box
 
-Box = tuple[float, float, float, float]
 ChangeKind = Literal["appeared", "removed", "changed"]
-
-# vaktpost.edge.analysis.motion's helpers are imported inside the functions that use them: vaktpost.edge.config
-# will import this module for SceneChangeSettings, and vaktpost.edge.analysis.motion imports vaktpost.edge.config.
 
 MAX_STEP_SECONDS = 2.0  # a longer gap between frames counts as this much (the node was busy or blind)
 MIN_TEXTURE = 3.0  # grey-level std below which a region has no texture to correlate
@@ -117,8 +124,6 @@ def compensate(reference: np.ndarray, image: np.ndarray, samples: np.ndarray) ->
 
     `samples` are flat pixel indices used for the robust estimate.
     """
-    from vaktpost.edge.analysis.motion import estimate_illumination
-
     c = reference.shape[2]
     img_s = image.reshape(-1, c)[samples]
     ref_s = reference.reshape(-1, c)[samples]
@@ -221,12 +226,6 @@ def view_sharpness(image: np.ndarray, reference: np.ndarray) -> float:
 
     ~1 for the same view in focus, well below for a blurred lens (see edge/analysis/tamper.py).
     """
-    from vaktpost.edge.analysis.tamper import (
-        MIN_CELL_CONTRAST,
-        cell_contrast,
-        cell_sharpness,
-    )
-
     structured = cell_contrast(reference) >= MIN_CELL_CONTRAST
     if not structured.any():
         return 1.0
@@ -247,8 +246,6 @@ def change_kind(image: np.ndarray, reference: np.ndarray, blob: np.ndarray) -> C
     made it in the reference (what vaktpost.edge.analysis.motion calls a ghost). Arrays are
     same-shape crops, `blob` boolean.
     """
-    from vaktpost.edge.analysis.motion import is_ghost
-
     if is_ghost(image, reference, blob):
         return "removed"
     if is_ghost(reference, image, blob):
@@ -366,8 +363,6 @@ class SceneChangeDetector:
         return steady_seconds(t, self._last_t)
 
     def _seed(self, img: np.ndarray) -> None:
-        from vaktpost.edge.analysis.motion import sample_indices
-
         self._reference = img.copy()
         self._recent = img.copy()
         h, w = img.shape[:2]
@@ -395,8 +390,6 @@ class SceneChangeDetector:
 
     def _judge(self, changed: np.ndarray, diff: np.ndarray, compensated: np.ndarray, t: float) -> SceneChange | None:
         """Decide every settled group of changes; report the largest real one (others follow on later frames)."""
-        from vaktpost.edge.analysis.motion import motion_score, normalised_box
-
         s = self.settings
         recent = self._recent
         assert recent is not None and self._reference is not None

@@ -42,17 +42,21 @@ from typing import Literal
 import cv2
 import numpy as np
 from vaktpost.edge.analysis.frames import check_image, steady_seconds
+from vaktpost.edge.analysis.imageops import (
+    BLACK,
+    GRID,
+    MIN_CELL_CONTRAST,
+    cell_contrast,
+    cell_means,
+    cell_sharpness,
+    to_analysis_gray,
+)
 from vaktpost.edge.config.tamper import TamperSettings
 from vaktpost.edge.privacy.masks import polygon_mask
 
 Subtype = Literal["covered", "defocused", "moved"]  # what `observe` reports
 SUBTYPES: tuple[str, ...] = ("covered", "defocused", "moved", "signal_lost")  # all tamper event subtypes
 
-GRID = (8, 6)  # cells (columns, rows): coarse enough for stable statistics, fine enough for "most of the view"
-BLACK = 10.0  # grey levels added to the mean in the contrast ratio: sensor black level / noise floor
-# A reference cell counts as structured above this contrast (after the analysis blur;
-# plain sky and bare walls sit below it).
-MIN_CELL_CONTRAST = 0.03
 MIN_STRUCTURED_CELLS = 4  # fewer (a blank wall, a dark night) and nothing can be judged
 MIN_RESPONSE = 0.08  # phase-correlation peaks below this are noise: their shift means nothing
 LOST_MATCH = 0.3  # a cell correlating less than this with the reference shows something else
@@ -104,40 +108,6 @@ class TamperState:
 
 
 # --- pure helpers -----------------------------------------------------------
-
-
-def cell_means(img: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
-    """float32 (rows, cols) mean of `img` per grid cell (area-weighted where cells split pixels)."""
-    return cv2.resize(img.astype(np.float32, copy=False), grid, interpolation=cv2.INTER_AREA)
-
-
-def cell_contrast(img: np.ndarray, grid: tuple[int, int] = GRID, black: float = BLACK) -> np.ndarray:
-    """Per-cell std / (mean + black): contrast relative to brightness, unchanged by a global gain."""
-    f = img.astype(np.float32, copy=False)
-    m = cell_means(f, grid)
-    var = np.maximum(cell_means(f * f, grid) - m * m, 0.0)
-    return np.sqrt(var) / (np.maximum(m, 0.0) + black)
-
-
-def gradient_energy(img: np.ndarray) -> np.ndarray:
-    """float32 gx² + gy² (Sobel scaled so a ramp of slope 1 gives 1)."""
-    f = img.astype(np.float32, copy=False)
-    gx = cv2.Sobel(f, cv2.CV_32F, 1, 0, ksize=3, scale=1 / 8)
-    gy = cv2.Sobel(f, cv2.CV_32F, 0, 1, ksize=3, scale=1 / 8)
-    return gx * gx + gy * gy
-
-
-def cell_sharpness(img: np.ndarray, grid: tuple[int, int] = GRID, floor: float = 1.0) -> np.ndarray:
-    """Per-cell mean gradient energy / (intensity variance + floor).
-
-    Independent of gain and offset. Blur lowers the fine gradients much more
-    than the variance, so the ratio falls; sensor noise raises it, so a noisy
-    night never reads as blur. `floor` keeps flat cells from dividing by ~0.
-    """
-    f = img.astype(np.float32, copy=False)
-    m = cell_means(f, grid)
-    var = np.maximum(cell_means(f * f, grid) - m * m, 0.0)
-    return cell_means(gradient_energy(f), grid) / (var + floor)
 
 
 def cell_correlation(a: np.ndarray, b: np.ndarray, grid: tuple[int, int] = GRID) -> np.ndarray:
@@ -383,8 +353,6 @@ class TamperDetector:
     def _prepare(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # Imported here, not at module level: vaktpost.edge.config will import this module
         # for TamperSettings, and vaktpost.edge.analysis.motion imports vaktpost.edge.config.
-        from vaktpost.edge.analysis.motion import to_analysis_gray
-
         check_image(frame, 32, "tamper detection")
         gray = to_analysis_gray(frame, self.settings.width, blur=3)
         h, w = gray.shape

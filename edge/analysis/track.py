@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from typing import Iterable, Protocol
 
 from vaktpost.edge.config.track import TrackerSettings
-
-Box = tuple[float, float, float, float]
+from vaktpost.edge.geometry import Box, center, iou
 
 
 class DetectionLike(Protocol):
@@ -48,18 +47,6 @@ class Track:
 
 
 # ---- pure geometry -------------------------------------------------------
-
-
-def iou(a: Box, b: Box) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def center(b: Box) -> tuple[float, float]:
-    return (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
 
 
 def center_distance(a: Box, b: Box) -> float:

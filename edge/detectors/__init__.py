@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+from vaktpost.edge.geometry import Box
 
-Box = tuple[float, float, float, float]
 PERSON = "person"
 
 
@@ -51,7 +51,6 @@ class NullDetector:
 
 
 __all__ = [
-    "Box",
     "Detection",
     "Detector",
     "NullDetector",

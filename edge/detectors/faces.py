@@ -28,10 +28,9 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-from vaktpost.edge.detectors import Box
 from vaktpost.edge.detectors.onnx_session import input_spec, open_session, output_names
-from vaktpost.edge.detectors.ssd import to_rgb
-from vaktpost.edge.detectors.yolo import nms
+from vaktpost.edge.detectors.ops import nms, to_rgb
+from vaktpost.edge.geometry import Box
 from vaktpost.edge.modelfile import MANIFEST, ModelError, load_manifest
 
 MODEL_NAME = "centerface"

@@ -30,8 +30,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 from vaktpost.edge.config.detectors import DetectorSettings
-from vaktpost.edge.detectors import Box, Detection, Detector
-from vaktpost.edge.detectors.yolo import nms
+from vaktpost.edge.detectors import Detection, Detector
+from vaktpost.edge.detectors.ops import nms
+from vaktpost.edge.geometry import Box
 
 Crop = tuple[int, int, int, int]
 

@@ -22,24 +22,12 @@ import numpy as np
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors import PERSON, Detection
 from vaktpost.edge.detectors.onnx_session import input_spec, output_names
+from vaktpost.edge.detectors.ops import to_rgb
 from vaktpost.edge.modelfile import ModelError
 
 NUM, BOXES, SCORES, CLASSES = "num_detections:0", "detection_boxes:0", "detection_scores:0", "detection_classes:0"
 OUTPUTS = (NUM, BOXES, SCORES, CLASSES)
 DEFAULT_SIZE = 300
-
-
-def to_rgb(image_bgr: np.ndarray) -> np.ndarray:
-    """RGB uint8 (h, w, 3) from a BGR, BGRA or gray uint8 camera frame."""
-    if image_bgr.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got {image_bgr.dtype}")
-    if image_bgr.ndim == 2 or (image_bgr.ndim == 3 and image_bgr.shape[2] == 1):
-        return cv2.cvtColor(image_bgr, cv2.COLOR_GRAY2RGB)
-    if image_bgr.ndim == 3 and image_bgr.shape[2] == 3:
-        return cv2.cvtColor(image_bgr, cv2.COLOR_BGR2RGB)
-    if image_bgr.ndim == 3 and image_bgr.shape[2] == 4:
-        return cv2.cvtColor(image_bgr, cv2.COLOR_BGRA2RGB)
-    raise ValueError(f"expected a gray, BGR or BGRA image, got shape {image_bgr.shape}")
 
 
 def ssd_input(image_bgr: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -14,55 +14,26 @@ Only the person class is reported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors import PERSON, Detection
 from vaktpost.edge.detectors.onnx_session import input_spec
-from vaktpost.edge.detectors.ssd import to_rgb
+from vaktpost.edge.detectors.ops import (
+    Letterbox,
+    classwise_nms,
+    letterbox,
+    to_rgb,
+    unletterbox,
+)
 from vaktpost.edge.modelfile import ModelError
 
 Layout = Literal["v5", "v8"]
 DEFAULT_SIZE = 640
-PAD_VALUE = 114
 # Candidates kept for NMS, best first. A sane threshold leaves a few dozen; the cap
 # only bounds the cost (NMS is quadratic) when a low threshold lets thousands through.
 MAX_CANDIDATES = 2000
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """How an image of src_w x src_h was placed in the model input: input = src * scale + pad."""
-
-    src_w: int
-    src_h: int
-    scale_x: float
-    scale_y: float
-    pad_x: int
-    pad_y: int
-
-
-def letterbox(image: np.ndarray, size: tuple[int, int], pad_value: int = PAD_VALUE) -> tuple[np.ndarray, Letterbox]:
-    """`image` scaled to fit size = (w, h) with its aspect ratio kept, centred on a `pad_value` canvas.
-
-    The scale factors recorded are the ones the rounded resize really applied
-    per axis, so un-mapping is exact to the pixel even for odd sizes.
-    """
-    h, w = image.shape[:2]
-    tw, th = size
-    r = min(tw / w, th / h)
-    nw, nh = max(1, min(tw, round(w * r))), max(1, min(th, round(h * r)))
-    if (nw, nh) != (w, h):
-        # Area averaging when shrinking avoids aliasing; bilinear when enlarging small crops.
-        interp = cv2.INTER_AREA if nw < w else cv2.INTER_LINEAR
-        image = cv2.resize(image, (nw, nh), interpolation=interp)
-    px, py = (tw - nw) // 2, (th - nh) // 2
-    canvas = np.full((th, tw) + image.shape[2:], pad_value, dtype=image.dtype)
-    canvas[py : py + nh, px : px + nw] = image
-    return canvas, Letterbox(w, h, nw / w, nh / h, px, py)
 
 
 def yolo_input(image_bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, Letterbox]:
@@ -70,14 +41,6 @@ def yolo_input(image_bgr: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray
     boxed, lb = letterbox(to_rgb(image_bgr), size)
     tensor = boxed.transpose(2, 0, 1)[None].astype(np.float32) * np.float32(1 / 255)
     return np.ascontiguousarray(tensor), lb
-
-
-def unletterbox(boxes_xyxy: np.ndarray, lb: Letterbox) -> np.ndarray:
-    """Input-pixel (x1, y1, x2, y2) boxes → normalised boxes in the source image, clipped to it."""
-    b = np.asarray(boxes_xyxy, np.float64).reshape(-1, 4)
-    x = (b[:, [0, 2]] - lb.pad_x) / lb.scale_x / lb.src_w
-    y = (b[:, [1, 3]] - lb.pad_y) / lb.scale_y / lb.src_h
-    return np.clip(np.stack([x[:, 0], y[:, 0], x[:, 1], y[:, 1]], axis=1), 0.0, 1.0)
 
 
 def detect_layout(shape: tuple[int | None, ...], setting: str = "auto") -> Layout:
@@ -130,45 +93,6 @@ def decode_yolo(output: np.ndarray, layout: Layout, threshold: float,
         top = np.argsort(-scores, kind="stable")[:MAX_CANDIDATES]
         boxes, scores, class_ids = boxes[top], scores[top], class_ids[top]
     return boxes, scores, class_ids
-
-
-def iou_one_to_many(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """IoU of one (x1, y1, x2, y2) box with each row of `boxes`."""
-    iw = np.clip(np.minimum(box[2], boxes[:, 2]) - np.maximum(box[0], boxes[:, 0]), 0, None)
-    ih = np.clip(np.minimum(box[3], boxes[:, 3]) - np.maximum(box[1], boxes[:, 1]), 0, None)
-    inter = iw * ih
-    area = (box[2] - box[0]) * (box[3] - box[1])
-    areas = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
-    union = area + areas - inter
-    return np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-
-
-def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """Indices of the boxes greedy non-maximum suppression keeps, best score first.
-
-    Repeatedly keeps the best remaining box and drops every remaining box that
-    overlaps it by more than `iou_threshold`.
-    """
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    order = np.argsort(-np.asarray(scores), kind="stable")
-    kept: list[int] = []
-    while order.size:
-        best, rest = order[0], order[1:]
-        kept.append(int(best))
-        order = rest[iou_one_to_many(boxes[best], boxes[rest]) <= iou_threshold]
-    return np.asarray(kept, dtype=np.intp)
-
-
-def classwise_nms(boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, iou_threshold: float) -> np.ndarray:
-    """NMS within each class separately (a person never suppresses a bicycle); indices best first."""
-    kept = [
-        np.flatnonzero(class_ids == c)[nms(boxes[class_ids == c], scores[class_ids == c], iou_threshold)]
-        for c in np.unique(class_ids)
-    ]
-    if not kept:
-        return np.empty(0, np.intp)
-    idx = np.concatenate(kept)
-    return idx[np.argsort(-scores[idx], kind="stable")]
 
 
 class YoloDetector:

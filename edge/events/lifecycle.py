@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Literal
 
+from vaktpost.edge.geometry import Box, union
+
 from vaktpost.contract.events import Event, EventType, uuid7
 
-Box = tuple[float, float, float, float]
 Phase = Literal["start", "update", "end"]
 
 
@@ -32,12 +33,6 @@ class EventIdentity:
     camera_id: str
     type: EventType
     subtype: str | None = None
-
-
-def union(a: Box | None, b: Box) -> Box:
-    if a is None:
-        return b
-    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
 
 
 @dataclass

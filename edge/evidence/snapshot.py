@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 from pydantic import Field
 from vaktpost.edge.config.snapshot import SnapshotSettings
-from vaktpost.edge.detectors import Box
+from vaktpost.edge.geometry import Box
 
 if TYPE_CHECKING:
     from vaktpost.edge.evidence.anonymise import Anonymiser
