@@ -1,4 +1,4 @@
-"""Frame sources: one small interface over OpenCV's capture back-ends.
+"""Frame sources over OpenCV's capture back-ends (the interface is `vaktpost.edge.capture`).
 
 `FrameSource.read()` returns the next frame or None. Sources are opened by
 `open_source`; the live reader (`LatestFrame`) keeps only the newest frame, so a
@@ -12,24 +12,12 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import cv2
 import numpy as np
+from vaktpost.edge.capture import FrameSource, SourceError
 
 log = logging.getLogger(__name__)
-
-
-class SourceError(RuntimeError):
-    """The source cannot be opened or has failed."""
-
-
-class FrameSource(Protocol):
-    fps: float | None  # native rate when known
-    is_file: bool
-
-    def read(self) -> np.ndarray | None: ...
-    def close(self) -> None: ...
 
 
 def describe(source: str | int) -> str:

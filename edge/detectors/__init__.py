@@ -1,6 +1,6 @@
-"""Person detectors: a common result type, settings, and a factory.
+"""Detectors: the interface every back-end implements.
 
-A detector takes one BGR uint8 image and returns the people in it as
+A person detector takes one BGR uint8 image and returns the people in it as
 `Detection`s whose boxes are normalised (x1, y1, x2, y2) in that image, in the
 coordinate convention of edge/privacy/masks.py. Two model families are supported:
 
@@ -12,7 +12,8 @@ Models are loaded only after their sha256 is checked (edge/detectors/onnx_sessio
 To run the detector only where motion is and at most `max_fps` times a second,
 see edge/detectors/regions.py.
 
-This package declares the interface; `factory.create_detector` builds a back-end
+Face detectors (`FaceDetector`, CenterFace in faces.py) find faces for the
+anonymiser in the same box convention. This package declares the interfaces; `factory.create_detector` builds a back-end
 from its settings (vaktpost.edge.config.detectors).
 """
 
@@ -50,9 +51,31 @@ class NullDetector:
         return []
 
 
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Face:
+    """A detected face: `box` normalised (x1, y1, x2, y2) in the analysed image, and its five
+    landmarks (left eye, right eye, nose, left and right mouth corner) as normalised (x, y)."""
+
+    box: Box
+    score: float
+    landmarks: tuple[Point, Point, Point, Point, Point]
+
+
+@runtime_checkable
+class FaceDetector(Protocol):
+    def detect(self, image_bgr: np.ndarray, threshold: float = 0.5) -> list[Face]:
+        """Faces in a BGR uint8 image, best first; boxes normalised to that image."""
+        ...
+
+
 __all__ = [
     "Detection",
     "Detector",
+    "Face",
+    "FaceDetector",
     "NullDetector",
     "PERSON",
 ]

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
+from vaktpost.edge.detectors import Face
 from vaktpost.edge.detectors.onnx_session import input_spec, open_session, output_names
 from vaktpost.edge.detectors.ops import nms, to_rgb
-from vaktpost.edge.geometry import Box
 from vaktpost.edge.modelfile import MANIFEST, ModelError, load_manifest
 
 MODEL_NAME = "centerface"
@@ -42,23 +42,6 @@ DEFAULT_NMS_IOU = 0.3
 # broken output cannot overflow to inf/NaN boxes (those would be unplaceable).
 _MAX_LOG_SCALE = 10.0
 
-Point = tuple[float, float]
-
-
-@dataclass(frozen=True, slots=True)
-class Face:
-    """A detected face: `box` normalised (x1, y1, x2, y2) in the analysed image, and its five
-    landmarks (left eye, right eye, nose, left and right mouth corner) as normalised (x, y)."""
-
-    box: Box
-    score: float
-    landmarks: tuple[Point, Point, Point, Point, Point]
-
-
-class FaceDetector(Protocol):
-    def detect(self, image_bgr: np.ndarray, threshold: float = 0.5) -> list[Face]:
-        """Faces in a BGR uint8 image, best first; boxes normalised to that image."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)

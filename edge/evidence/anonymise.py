@@ -33,9 +33,9 @@ from typing import Literal, TypeVar, get_args
 import numpy as np
 from vaktpost.edge.config.detectors import DEFAULT_SSD_MODEL, DetectorSettings
 from vaktpost.edge.config.snapshot import SnapshotSettings
-from vaktpost.edge.detectors import Detector
+from vaktpost.edge.detectors import Detector, FaceDetector
 from vaktpost.edge.detectors.faces import MODEL_NAME as FACE_MODEL
-from vaktpost.edge.detectors.faces import CenterFace, FaceDetector
+from vaktpost.edge.detectors.faces import CenterFace
 from vaktpost.edge.detectors.factory import create_detector
 from vaktpost.edge.detectors.regions import Crop, expand_box, to_frame
 from vaktpost.edge.geometry import Box
