@@ -206,3 +206,44 @@ def test_bad_arguments_are_refused(path: Path) -> None:
         Outbox(path, 0)
     with pytest.raises(ValueError):
         Outbox(path, 10, "drop_random")  # type: ignore[arg-type]
+
+
+def test_drops_count_events_not_refused_puts(path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A refused event keeps coming back as update and end (and its snapshot row):
+    # it is one lost event, and the log says so in a line or two, not per put.
+    ob = Outbox(path, 3, "drop_newest")
+    for i in range(3):
+        ob.put(f"e{i}", "t", b"x")
+    caplog.set_level("WARNING", logger="vaktpost.edge.delivery.outbox")
+    for i in range(3, 403):
+        for phase in (b"start", b"update", b"end"):
+            assert ob.put(f"e{i}", "t", phase) is False
+        assert ob.put(f"e{i}/snapshot", "t/s", b"jpeg") is False
+    assert ob.counters()["dropped"] == 400
+    assert len([r for r in caplog.records if "outbox full" in r.getMessage()]) <= 2
+    ob.close()
+    assert Outbox(path, 3, "drop_newest").counters()["dropped"] == 400
+
+
+def test_drop_oldest_counts_an_event_and_its_snapshot_once(path: Path) -> None:
+    ob = Outbox(path, 4, "drop_oldest")
+    ob.put("e0", "t", b"x")
+    ob.put("e0/snapshot", "t/s", b"jpeg")
+    ob.put("e1", "t", b"x")
+    ob.put("e1/snapshot", "t/s", b"jpeg")
+    ob.put("e2", "t", b"x")  # e0 and its snapshot make room, one after the other
+    ob.put("e3", "t", b"x")
+    assert ids(ob.rows()) == ["e1", "e1/snapshot", "e2", "e3"]
+    assert ob.counters()["dropped"] == 1
+
+
+def test_drops_of_an_unwritable_file_are_saved_when_it_is_writable_again(path: Path) -> None:
+    ob = Outbox(path, 10, "drop_oldest")
+    ob.put("e0", "t", b"x")
+    ob._db.execute("PRAGMA query_only = ON")  # every write fails as on a full disk
+    assert ob.put("e1", "t", b"x") is False
+    assert ob.counters()["dropped"] == 1
+    ob._db.execute("PRAGMA query_only = OFF")
+    assert ob.put("e2", "t", b"x") is True
+    ob.close()
+    assert Outbox(path, 10, "drop_oldest").counters()["dropped"] == 1

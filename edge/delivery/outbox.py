@@ -51,10 +51,23 @@ CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 );
+-- Events counted as dropped, so a refused event's later states (and its snapshot)
+-- do not count again; pruned with the outbox's retention.
+CREATE TABLE IF NOT EXISTS dropped_events (
+    event_id TEXT PRIMARY KEY,
+    at       REAL NOT NULL
+);
 INSERT OR IGNORE INTO meta (key, value) VALUES
     ('event_seq', 0), ('row_seq', 0), ('dropped', 0), ('failed', 0), ('expired', 0);
 """
+# A full outbox warns at most this often; the warning says how many events it dropped meanwhile.
+DROP_LOG_SECONDS = 60.0
 _COLUMNS = "event_id, seq, topic, payload, state, attempts, created_at, last_sent_at, sent_seq, fail_reason"
+
+
+def event_of(row_id: str) -> str:
+    """The event a row belongs to: an event's own row, or its snapshot's (`<event_id>/snapshot`)."""
+    return row_id.partition("/")[0]
 
 
 class OutboxError(RuntimeError):
@@ -91,7 +104,9 @@ class Outbox:
         self.max_events = max_events
         self.when_full: WhenFull = when_full
         self._lock = threading.Lock()
-        self._unsaved_drops = 0  # events refused because the file could not be written
+        self._unsaved_drops: set[str] = set()  # events refused because the file could not be written
+        self._last_drop_log: float | None = None
+        self._drops_since_log = 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = self._open()
@@ -160,12 +175,17 @@ class Outbox:
                 return self._put(event_id, topic, bytes(payload))
         except sqlite3.OperationalError as e:  # disk full, I/O error: keep the camera running
             with self._lock:
-                self._unsaved_drops += 1
-            log.error("outbox %s: cannot store event %s: %s", self.path, event_id, e)
+                new = event_of(event_id) not in self._unsaved_drops
+                self._unsaved_drops.add(event_of(event_id))
+            if new:
+                log.error("outbox %s: cannot store event %s: %s", self.path, event_id, e)
             return False
 
     def _put(self, event_id: str, topic: str, payload: bytes) -> bool:
         db = self._db
+        if self._unsaved_drops:  # the file is writable again: count what it could not take
+            self._count_drops(sorted(self._unsaved_drops))
+            self._unsaved_drops.clear()
         if db.execute("SELECT 1 FROM outbox WHERE event_id = ?", (event_id,)).fetchone():
             db.execute("UPDATE outbox SET topic = ?, payload = ?, seq = ?, state = 'pending', fail_reason = NULL "
                        "WHERE event_id = ?", (topic, payload, self._bump("row_seq"), event_id))
@@ -177,21 +197,33 @@ class Outbox:
                 "DELETE FROM outbox WHERE event_id IN "
                 "(SELECT event_id FROM outbox WHERE state = 'failed' ORDER BY seq LIMIT ?)", (excess,)).rowcount
         if excess > 0:
-            total = self._bump("dropped", excess if self.when_full == "drop_oldest" else 1)
             if self.when_full == "drop_newest":
-                log.warning("outbox full (%d events): new event %s dropped (%d dropped in total)",
-                            self.max_events, event_id, total)
+                self._count_drops([event_id])
                 return False
             gone = [r[0] for r in db.execute(
                 "DELETE FROM outbox WHERE event_id IN "
                 "(SELECT event_id FROM outbox WHERE state != 'failed' ORDER BY seq LIMIT ?) RETURNING event_id",
                 (excess,))]
-            log.warning("outbox full (%d events): %d oldest event(s) dropped (%s%s; %d dropped in total)",
-                        self.max_events, len(gone), ", ".join(gone[:5]), ", …" if len(gone) > 5 else "", total)
+            self._count_drops(gone)
         db.execute("INSERT INTO outbox (event_id, seq, topic, payload, state, created_at) "
                    "VALUES (?, ?, ?, ?, 'pending', ?)",
                    (event_id, self._bump("row_seq"), topic, payload, time.time()))
         return True
+
+    def _count_drops(self, row_ids: Iterable[str]) -> None:
+        """Count the events of these rows as dropped, each event once however many of its
+        states or rows were lost; warn at most every DROP_LOG_SECONDS."""
+        now = time.time()
+        new = sum(self._db.execute("INSERT OR IGNORE INTO dropped_events VALUES (?, ?)", (event_of(r), now)).rowcount
+                  for r in row_ids)
+        if not new:
+            return
+        total = self._bump("dropped", new)
+        self._drops_since_log += new
+        if self._last_drop_log is None or now - self._last_drop_log >= DROP_LOG_SECONDS:
+            log.warning("outbox full (%d rows, %s): %d event(s) dropped since the last warning, %d in total",
+                        self.max_events, self.when_full, self._drops_since_log, total)
+            self._last_drop_log, self._drops_since_log = now, 0
 
     def mark_sent(self, event_id: str, seq: int | None = None) -> bool:
         """Record that the row (in version `seq`, default: the current one) was handed
@@ -254,6 +286,7 @@ class Outbox:
             failed = self._db.execute("DELETE FROM outbox WHERE created_at < ? AND state = 'failed'",
                                       (cutoff,)).rowcount
             total = self._bump("expired", len(gone)) if gone else self._meta("expired")
+            self._db.execute("DELETE FROM dropped_events WHERE at < ?", (cutoff,))
         if gone or failed:
             log.warning("outbox retention: %d unacknowledged row(s) older than %.0f s deleted (%s%s; "
                         "%d expired in total)%s", len(gone), max_age_seconds, ", ".join(gone[:5]),
@@ -309,13 +342,13 @@ class Outbox:
             return self._db.execute("SELECT COUNT(*) FROM outbox WHERE state != 'failed'").fetchone()[0]
 
     def counters(self) -> dict[str, int]:
-        """depth: unacknowledged rows; dropped: rows lost to a full outbox (or an
+        """depth: unacknowledged rows; dropped: events lost to a full outbox (or an
         unwritable file) since the outbox was created; failed: publishes the broker
         refused since then; expired: unacknowledged rows deleted by `expire` since
         then. For the heartbeat."""
         with self._lock:
             depth = self._db.execute("SELECT COUNT(*) FROM outbox WHERE state != 'failed'").fetchone()[0]
-            return {"depth": depth, "dropped": self._meta("dropped") + self._unsaved_drops,
+            return {"depth": depth, "dropped": self._meta("dropped") + len(self._unsaved_drops),
                     "failed": self._meta("failed"), "expired": self._meta("expired")}
 
 
