@@ -345,7 +345,8 @@ _NODE_SCRIPT = textwrap.dedent("""
         outbox.put(ev.event_id, topics.events(args["node"], "cam1"), ev.to_payload())
         pub.notify()
     done = threading.Event()
-    while not (outbox.pending(resend_after=3600) == [] and pub.counters()["inflight"] == 0):
+    # A row is marked sent just before it is handed to paho: wait for the publishes, then their PUBACKs.
+    while not (pub.counters()["published"] >= args["events"] and pub.counters()["inflight"] == 0):
         done.wait(0.05)
     print("sent", flush=True)
     done.wait()  # until killed
