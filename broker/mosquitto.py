@@ -38,6 +38,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from vaktpost.contract.config import RESERVED_ACCOUNTS
 from vaktpost.contract.topics import ROOT
 
 CONF_FILE = "mosquitto.conf"
@@ -396,6 +397,8 @@ def init_broker(
     directory = Path(directory)
     for node in nodes:
         validate_ident(node)
+        if node in RESERVED_ACCOUNTS and node != consumer:
+            raise BrokerSetupError(f"node id {node!r} is reserved for a central account; pick another node id")
     validate_ident(consumer, "consumer name")
     if not (isinstance(port, int) and 1 <= port <= 65535):
         raise BrokerSetupError(f"invalid port {port!r}: must be 1..65535")

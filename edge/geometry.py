@@ -85,3 +85,38 @@ def zone_at(zones: Iterable[Named], x: float, y: float) -> str | None:
         if point_in_polygon(x, y, z.polygon):
             return z.name
     return None
+
+
+def _orientation(p: Sequence[float], q: Sequence[float], r: Sequence[float]) -> float:
+    return (q[0] - p[0]) * (r[1] - p[1]) - (q[1] - p[1]) * (r[0] - p[0])
+
+
+def _segments_cross(a: Sequence[float], b: Sequence[float], c: Sequence[float], d: Sequence[float]) -> bool:
+    """Whether segments ab and cd share a point (touching counts)."""
+    o1, o2, o3, o4 = _orientation(a, b, c), _orientation(a, b, d), _orientation(c, d, a), _orientation(c, d, b)
+    if ((o1 > 0 and o2 < 0) or (o1 < 0 and o2 > 0)) and ((o3 > 0 and o4 < 0) or (o3 < 0 and o4 > 0)):
+        return True
+
+    def on(p: Sequence[float], q: Sequence[float], r: Sequence[float], o: float) -> bool:
+        return o == 0 and min(p[0], q[0]) <= r[0] <= max(p[0], q[0]) and min(p[1], q[1]) <= r[1] <= max(p[1], q[1])
+
+    return on(a, b, c, o1) or on(a, b, d, o2) or on(c, d, a, o3) or on(c, d, b, o4)
+
+
+def self_intersects(polygon: Sequence[Sequence[float]]) -> bool:
+    """Whether two non-adjacent edges of the closed polygon meet (a bow tie, a figure eight).
+
+    Such a polygon has no clear inside: the even-odd rule and a fill would disagree on it.
+    A closing point that repeats the first is allowed."""
+    pts = list(polygon)
+    if len(pts) > 3 and list(pts[0]) == list(pts[-1]):
+        pts = pts[:-1]
+    n = len(pts)
+    edges = [(pts[i], pts[(i + 1) % n]) for i in range(n)]
+    for i in range(n):
+        for j in range(i + 2, n):
+            if i == 0 and j == n - 1:
+                continue  # the first and last edges share the first point
+            if _segments_cross(*edges[i], *edges[j]):
+                return True
+    return False

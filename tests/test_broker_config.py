@@ -127,6 +127,7 @@ def test_host_for_wildcard_bind_is_loopback(reachable_dir: Path) -> None:
         ([""], {}, "invalid node id"),
         (["node-a"], {"consumer": "Central"}, "invalid consumer name"),
         (["central"], {}, "also the consumer's username"),
+        (["inbox"], {}, "'inbox' is reserved"),
         (["node-a"], {"port": 0}, "invalid port"),
         (["node-a"], {"bind_address": "1.2.3.4 x"}, "invalid bind address"),
         (["node-a"], {"tls": {"certfile": "/nonexistent.crt", "keyfile": "/nonexistent.key"}}, "does not exist"),

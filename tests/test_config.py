@@ -36,6 +36,11 @@ def test_error_names_key_and_problem():
     (lambda d: d.update(cameras=[]), "cameras"),
     (lambda d: d["cameras"].append({"id": "yard", "source": 0}), "camera ids must be unique"),
     (lambda d: d.update(colour="blue"), "colour: Extra inputs are not permitted"),
+    (lambda d: d["node"].update(id="central"), "node.id: 'central' is reserved"),
+    (lambda d: d["cameras"][0].update(zones=[{"name": "bow", "polygon": [[0, 0], [1, 1], [1, 0], [0, 1]]}]),
+     "cameras[0].zones[0].polygon: edges cross each other"),
+    (lambda d: d["cameras"][0].update(privacy_masks=[[[0.1, 0.1], [0.9, 0.1], [0.1, 0.9], [0.9, 0.9]]]),
+     "cameras[0].privacy_masks[0]: edges cross each other"),
     (lambda d: d["cameras"][0].update(zones=[{"name": "z", "polygon": [[0, 0], [1, 0], [1, 1]],
                                               "armed": [{"days": ["funday"], "from": "18:00", "to": "07:00"}]}]),
      "cameras[0].zones[0].armed"),
@@ -113,3 +118,10 @@ def test_example_lists_every_option():
     walk(NodeConfig)
     assert not missing
     assert len(seen) > 10  # the walk reached the nested sections
+
+
+def test_a_concave_polygon_and_one_with_a_repeated_closing_point_are_fine():
+    concave = [[0.1, 0.1], [0.9, 0.1], [0.5, 0.5], [0.9, 0.9], [0.1, 0.9]]
+    closed = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.1]]
+    cfg = parse(base(zones=[{"name": "c", "polygon": concave}], privacy_masks=[closed]))
+    assert cfg.cameras[0].zones[0].polygon == concave

@@ -17,8 +17,10 @@ from vaktpost.edge.config.rules import RulesSettings
 from vaktpost.edge.config.scene_change import SceneChangeSettings
 from vaktpost.edge.config.snapshot import SnapshotPolicy, SnapshotSettings
 from vaktpost.edge.config.tamper import TamperSettings
+from vaktpost.edge.geometry import self_intersects
 
 from vaktpost.contract.config import (
+    RESERVED_ACCOUNTS,
     BrokerConnection,
     ConfigError,
     Duration,
@@ -40,6 +42,8 @@ def _check_polygon(poly: list[list[float]]) -> list[list[float]]:
     for x, y in poly:
         if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
             raise ValueError(f"point [{x}, {y}] is outside 0..1 (coordinates are normalised)")
+    if self_intersects(poly):
+        raise ValueError("edges cross each other; list the points in order around the area")
     return poly
 
 
@@ -53,6 +57,13 @@ Polygon = Annotated[
 class NodeSection(Strict):
     id: Ident = Field(description="Node id; also its MQTT username")
     timezone: TimeZoneName = Field("Europe/Stockholm", description="IANA zone for zone schedules")
+
+    @field_validator("id")
+    @classmethod
+    def _not_reserved(cls, v: str) -> str:
+        if v in RESERVED_ACCOUNTS:
+            raise ValueError(f"{v!r} is reserved for a central account; pick another node id")
+        return v
 
 
 class MqttSection(BrokerConnection):

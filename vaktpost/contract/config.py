@@ -25,6 +25,8 @@ from pydantic import (
 
 # Node, camera and place ids: also MQTT topic levels and usernames, so no wildcards or slashes.
 Ident = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
+# Broker accounts of the central side: a node may not take one of these as its id.
+RESERVED_ACCOUNTS = frozenset({"central", "inbox", "observer"})
 
 
 class ConfigError(ValueError):
