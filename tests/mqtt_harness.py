@@ -71,11 +71,18 @@ class Broker(LocalBroker):
     def client(self, username: str | None, *, password: str | None = None, client_id: str = "",
                clean_start: bool = True, session_expiry: int | None = None,
                will: tuple[str, bytes, int, bool] | None = None, tls_ca: Path | None = None,
-               connect: bool = True, timeout: float = DEFAULT_TIMEOUT) -> "MqttTestClient":
+               connect: bool = True, takeover: bool = False,
+               timeout: float = DEFAULT_TIMEOUT) -> "MqttTestClient":
         """An MQTT v5 client for `username` (its password from credentials unless given;
         None = anonymous). `tls_ca` turns on TLS, trusting that CA. Connected (CONNACK
         success awaited) unless connect=False.
+        A `client_id` still used by an open test client is refused unless takeover=True:
+        paho reconnects the old one on its own, and the two would take the session from
+        each other every second.
         Disconnected automatically by close() and by the fixtures' teardown."""
+        if client_id and not takeover and any(c.client_id == client_id and c.open for c in self._clients):
+            raise RuntimeError(f"client id {client_id!r} is still used by an open test client; close it first "
+                               "(or pass takeover=True)")
         if username is not None and password is None:
             password = self.password(username)
         c = MqttTestClient(self.host, self.port, username, password, client_id=client_id,
@@ -114,6 +121,7 @@ class MqttTestClient:
                  client_id: str = "", clean_start: bool = True, session_expiry: int | None = None,
                  will: tuple[str, bytes, int, bool] | None = None, tls_ca: Path | None = None) -> None:
         self.host, self.port = host, port
+        self.client_id = client_id
         self.clean_start = clean_start
         self.session_expiry = session_expiry
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
@@ -240,6 +248,11 @@ class MqttTestClient:
         if not self._disconnected.wait(timeout):
             raise TimeoutError(f"still connected after {timeout}s")
         return self.disconnect_reason
+
+    @property
+    def open(self) -> bool:
+        """Connected, or paho's network thread still reconnecting it."""
+        return self._started
 
     def close(self) -> None:
         """Disconnect cleanly (no Last Will) and stop the network thread. Idempotent."""

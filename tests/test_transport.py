@@ -48,7 +48,11 @@ class Consumer:
         self.connect(broker)
 
     def connect(self, broker: Broker) -> None:
-        """(Re)connect, e.g. after the broker restarted; the session keeps queued events."""
+        """(Re)connect, e.g. after the broker restarted; the session keeps queued events.
+        The previous client goes first: left open, paho would reconnect it and the two
+        would take the session from each other."""
+        if self.client is not None:
+            self.client.close()
         c = broker.client(broker.credentials.consumer.username, client_id=self.client_id, clean_start=False,
                           session_expiry=3600, connect=False)
         c.paho.on_message = self._on_message  # before connecting: queued events arrive at once
