@@ -49,13 +49,15 @@ class CentralMqtt(BrokerConnection):
 
 
 DEFAULT_SNAPSHOT_MAX_BYTES = 2 * 1024 * 1024
+# The highest snapshots.max_bytes; the broker's packet limit (broker/mosquitto.py) lets it through.
+SNAPSHOT_MAX_BYTES_CEILING = 64 * 1024 * 1024
 
 
 class SnapshotsSection(Strict):
     max_bytes: int = Field(
         DEFAULT_SNAPSHOT_MAX_BYTES,
         ge=1024,
-        le=64 * 1024 * 1024,
+        le=SNAPSHOT_MAX_BYTES_CEILING,
         description="Largest snapshot accepted, in bytes; a larger one goes to dead letters (truncated)",
     )
 

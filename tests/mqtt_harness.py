@@ -126,6 +126,7 @@ class MqttTestClient:
         self.session_expiry = session_expiry
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack_flags: Any = None
+        self.connack_properties: Properties | None = None
         self._cond = threading.Condition()
         self._connack: mqtt.ReasonCode | None = None
         self._pubacks: dict[int, mqtt.ReasonCode] = {}
@@ -152,6 +153,7 @@ class MqttTestClient:
         with self._cond:
             self._connack = reason_code
             self.connack_flags = flags
+            self.connack_properties = properties
             self._cond.notify_all()
         if reason_code.is_failure:
             # Don't let paho's loop keep retrying a refused login.
