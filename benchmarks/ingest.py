@@ -15,9 +15,6 @@ import argparse
 import json
 import os
 import platform
-import pwd
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -32,20 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vaktpost.broker.config import CentralConfig, CentralMqtt  # noqa: E402
 from vaktpost.broker.consumer import Consumer  # noqa: E402
-from vaktpost.broker.mosquitto import init_broker, load_credentials, mosquitto_command  # noqa: E402
+from vaktpost.broker.local import HOST, LocalBroker  # noqa: E402
 from vaktpost.broker.store import Store  # noqa: E402
-from vaktpost.edge import topics  # noqa: E402
+from vaktpost.contract import topics  # noqa: E402
 
 from vaktpost.contract.events import Ack, Event, uuid7  # noqa: E402
 
-HOST = "127.0.0.1"
 NODE = "bench-node"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def wait_for(predicate, timeout: float, what: str, interval: float = 0.005) -> float:
@@ -56,27 +46,6 @@ def wait_for(predicate, timeout: float, what: str, interval: float = 0.005) -> f
             raise TimeoutError(f"{what} not reached within {timeout}s")
         time.sleep(interval)
     return time.perf_counter()
-
-
-def start_mosquitto(directory: Path) -> tuple[subprocess.Popen, int]:
-    # Root: keep Mosquitto as root, the temp dir is not reachable for user 'mosquitto'.
-    run_as = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
-    port = free_port()
-    init_broker(directory, [NODE], port, bind_address=HOST, run_as=run_as)
-    log = open(directory / "mosquitto.log", "wb")
-    proc = subprocess.Popen(mosquitto_command(directory), stdout=log, stderr=subprocess.STDOUT)
-
-    def accepting() -> bool:
-        if proc.poll() is not None:
-            raise RuntimeError((directory / "mosquitto.log").read_text())
-        try:
-            socket.create_connection((HOST, port), timeout=0.2).close()
-            return True
-        except OSError:
-            return False
-
-    wait_for(accepting, 15, "mosquitto listening", 0.02)
-    return proc, port
 
 
 class NodeClient:
@@ -123,10 +92,10 @@ def make_events(n: int) -> list[Event]:
 def run(n: int, database: str | None) -> dict:
     with tempfile.TemporaryDirectory(prefix="vaktpost-bench-") as tmp:
         tmp_path = Path(tmp)
-        broker, port = start_mosquitto(tmp_path / "broker")
+        broker = LocalBroker.create(tmp_path / "broker", [NODE])
+        port, creds = broker.port, broker.credentials
         store = consumer = node = None
         try:
-            creds = load_credentials(tmp_path / "broker")
             cfg = CentralConfig(
                 database=database or f"sqlite:///{tmp_path / 'central.db'}",
                 mqtt=CentralMqtt(host=HOST, port=port, username=creds.consumer.username,
@@ -174,8 +143,7 @@ def run(n: int, database: str | None) -> dict:
                 consumer.stop()
             if store:
                 store.close()
-            broker.terminate()
-            broker.wait(15)
+            broker.stop()
 
 
 def main() -> int:

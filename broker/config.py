@@ -11,14 +11,21 @@ so a config works the same whatever directory the service starts in.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from vaktpost.contract.config import BrokerConnection, Strict, read_yaml, validate
+from vaktpost.contract.config import (
+    BrokerConnection,
+    Duration,
+    Strict,
+    read_yaml,
+    validate,
+)
 
 DEFAULT_DATABASE = "sqlite:///vaktpost-central.db"
 # MQTT shared subscription group names are one topic level without wildcards.
@@ -49,31 +56,62 @@ class CentralMqtt(BrokerConnection):
 
 
 DEFAULT_SNAPSHOT_MAX_BYTES = 2 * 1024 * 1024
+# The highest snapshots.max_bytes; the broker's packet limit (broker/mosquitto.py) lets it through.
+SNAPSHOT_MAX_BYTES_CEILING = 64 * 1024 * 1024
 
 
 class SnapshotsSection(Strict):
     max_bytes: int = Field(
         DEFAULT_SNAPSHOT_MAX_BYTES,
         ge=1024,
-        le=64 * 1024 * 1024,
+        le=SNAPSHOT_MAX_BYTES_CEILING,
         description="Largest snapshot accepted, in bytes; a larger one goes to dead letters (truncated)",
     )
 
 
+DAY = 86400.0
+_RENAMED = {"snapshots_days": "snapshots", "events_days": "events", "purge_interval_hours": "purge_interval"}
+
+
+def _keep_period(seconds: float) -> float:
+    # A bare number is seconds, as everywhere else: `snapshots: 30` would purge all but the last half minute.
+    if not DAY <= seconds <= 36500 * DAY:
+        raise ValueError("must be between 1d and 36500d (a bare number is seconds: write 30d for 30 days)")
+    return seconds
+
+
+KeepPeriod = Annotated[Duration, AfterValidator(_keep_period)]
+
+
 class RetentionSection(Strict):
-    snapshots_days: int = Field(30, ge=1, le=36500,
-                                description="Delete snapshots this many days after they were received")
-    events_days: int = Field(
-        365,
-        ge=1,
-        le=36500,
-        description="Delete events this many days after they started (their snapshots with them), and "
-        "dead letters this many days after they were received",
+    """How long the place log keeps data. Durations as in the node config: seconds or 30m, 12h, 7d."""
+
+    snapshots: KeepPeriod = Field(30 * DAY, description="Delete snapshots this long after they were received")
+    events: KeepPeriod = Field(
+        365 * DAY,
+        description="Delete events this long after they started (their snapshots with them), and dead letters "
+        "this long after they were received",
     )
-    purge_interval_hours: float = Field(
-        24, gt=0, le=24 * 365,
-        description="The consumer purges at start and then every this many hours",
+    purge_interval: Duration = Field(
+        DAY, le=365 * DAY, description="The consumer purges at start and then at this interval"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for old, new in _RENAMED.items():
+                if old in data:
+                    raise ValueError(f"{old} is now {new}, a duration such as 30d or 24h")
+        return data
+
+    @property
+    def snapshots_age(self) -> timedelta:
+        return timedelta(seconds=self.snapshots)
+
+    @property
+    def events_age(self) -> timedelta:
+        return timedelta(seconds=self.events)
 
 
 class CentralConfig(Strict):

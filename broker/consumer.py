@@ -21,7 +21,7 @@ meanwhile the broker stops sending once its in-flight window is full.
 
 Snapshots (raw JPEG on `snapshots/<event_id>`) take the same path: checked
 (broker.jpeg), stored, acked to the node as `<event_id>/snapshot`. A second
-thread runs the retention purge at start and every `retention.purge_interval_hours`.
+thread runs the retention purge at start and every `retention.purge_interval`.
 """
 
 from __future__ import annotations
@@ -447,10 +447,10 @@ class Consumer:
 
     def purge_once(self, now: datetime | None = None) -> PurgeResult:
         r = self.config.retention
-        return self.store.purge(now or utcnow(), r.snapshots_days, r.events_days, cancel=self._stop.is_set)
+        return self.store.purge(now or utcnow(), r.snapshots_age, r.events_age, cancel=self._stop.is_set)
 
     def _purge_loop(self) -> None:
-        interval = self.config.retention.purge_interval_hours * 3600
+        interval = self.config.retention.purge_interval
         while not self._stop.is_set():
             wait = interval
             try:
@@ -554,7 +554,7 @@ def run_purge(config: CentralConfig | str | Path, now: datetime | None = None) -
     try:
         store.create_all()
         r = cfg.retention
-        return store.purge(now or utcnow(), r.snapshots_days, r.events_days)
+        return store.purge(now or utcnow(), r.snapshots_age, r.events_age)
     finally:
         store.close()
 

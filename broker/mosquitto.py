@@ -37,6 +37,7 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from vaktpost.broker.config import SNAPSHOT_MAX_BYTES_CEILING
 
 from vaktpost.contract.config import RESERVED_ACCOUNTS
 from vaktpost.contract.topics import ROOT
@@ -57,6 +58,15 @@ _EXTRA_BIN_DIRS = ("/usr/sbin", "/usr/local/sbin", "/sbin")
 # Retained for a consumer whose persistent session is offline. The default (1000)
 # would drop events after a few minutes of consumer downtime on a busy site.
 MAX_QUEUED_MESSAGES = 100_000
+# ... and in bytes: above 100,000 events (about 1 KB each), so for events the count
+# binds; snapshots fill it first. Nodes resend what the consumer never acked, so a
+# full queue delays, never loses (docs/mqtt.md, "Limits").
+MAX_QUEUED_BYTES = 512 * 1024 * 1024
+# Largest MQTT packet accepted, announced to clients in CONNACK (Maximum Packet Size):
+# a snapshot of the largest size the consumer can be set to accept, plus topic and
+# header. The node's largest snapshot (4096 px wide, quality 100) is smaller. Anything
+# bigger is refused before the broker buffers it, and its sender disconnected.
+MAX_PACKET_SIZE = SNAPSHOT_MAX_BYTES_CEILING + 64 * 1024
 
 
 class BrokerSetupError(ValueError):
@@ -178,6 +188,9 @@ def render_conf(
         f"persistence_location {d / DATA_DIR}/",
         "autosave_interval 10",
         f"max_queued_messages {MAX_QUEUED_MESSAGES}",
+        f"max_queued_bytes {MAX_QUEUED_BYTES}",
+        "# Larger packets are refused and their sender disconnected; clients learn the limit from CONNACK.",
+        f"max_packet_size {MAX_PACKET_SIZE}",
         "# Sessions of clients that never return are dropped after a month.",
         "persistent_client_expiration 30d",
         "# Events are small; send them at once.",

@@ -462,17 +462,17 @@ class Store:
 
     # --- retention ---------------------------------------------------------------
 
-    def purge(self, now: datetime, snapshots_days: float, events_days: float, *,
+    def purge(self, now: datetime, keep_snapshots: timedelta, keep_events: timedelta, *,
               cancel: Callable[[], bool] | None = None) -> PurgeResult:
-        """Delete snapshots received more than `snapshots_days` before `now`, events
-        started more than `events_days` before it (with their snapshots) and dead
-        letters received more than `events_days` before it. Records the run in
+        """Delete snapshots received more than `keep_snapshots` before `now`, events
+        started more than `keep_events` before it (with their snapshots) and dead
+        letters received more than `keep_events` before it. Records the run in
         `purge_log` and logs it. Deletes in chunks of PURGE_CHUNK rows, one short
         transaction each, so concurrent ingest is never held up for long; `cancel`
         is asked between chunks (a stopping consumer), and the run so far is recorded."""
         now = as_utc(now)
-        snap_cut = now - timedelta(days=snapshots_days)
-        ev_cut = now - timedelta(days=events_days)
+        snap_cut = now - keep_snapshots
+        ev_cut = now - keep_events
         s, e, d = snapshots.c, events.c, dead_letters.c
         stop = cancel or (lambda: False)
         n_snap = self._delete_chunked(snapshots, s.event_id, s.received_at < snap_cut, stop)

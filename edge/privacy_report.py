@@ -89,6 +89,6 @@ def report(cfg: NodeConfig) -> str:
               f"(`retention.max_age`), and counted.",
               f"- The outbox holds at most {cfg.spool.max_events} items (`spool.max_events`, "
               f"when full: {cfg.spool.when_full}).", "",
-              "Central retention (`retention.snapshots_days`, `retention.events_days`) is set in the central "
+              "Central retention (`retention.snapshots`, `retention.events`) is set in the central "
               "configuration and reported by the central host.", ""]
     return "\n".join(lines)

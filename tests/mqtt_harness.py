@@ -1,23 +1,21 @@
-"""A real Mosquitto for tests, configured by the project's own `vaktpost.broker.mosquitto.init_broker`.
+"""Test helpers around a real Mosquitto (`vaktpost.broker.local.LocalBroker`, configured by
+the project's own `vaktpost.broker.mosquitto.init_broker`): blocking MQTT clients, the
+running central consumer, a payload auditor and a throwaway CA.
 
 Usage (the `broker` / `broker_factory` fixtures in conftest.py wrap this):
 
     b = start_broker(tmp_path, nodes=["node-a"])
     with b.client("node-a") as c:
         assert c.publish_wait(topics.events("node-a", "cam1"), b"{}") < 0x80
-    b.stop()
+    b.close()
 
 Import it as ``from mqtt_harness import ...`` (tests/ is on sys.path under pytest).
 """
 
 from __future__ import annotations
 
-import os
-import pwd
 import queue
 import re
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -31,28 +29,14 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from vaktpost.broker.mosquitto import (
-    CONF_FILE,
-    Credentials,
-    init_broker,
-    load_credentials,
-    mosquitto_command,
-)
+from vaktpost.broker.local import HOST, BrokerStartError, LocalBroker, free_port
 
 from vaktpost.contract.topics import ROOT
 
-HOST = "127.0.0.1"
-START_TIMEOUT = 15.0  # generous: two shared cores under parallel test runs
-STOP_TIMEOUT = 15.0
+__all__ = ["HOST", "Broker", "BrokerStartError", "MqttTestClient", "PayloadAuditor", "free_port",
+           "make_test_ca", "running_central", "start_broker", "wait_until"]
+
 DEFAULT_TIMEOUT = 10.0
-
-
-def free_port(host: str = HOST) -> int:
-    """A loopback port free right now. Another process may take it before we bind;
-    `start_broker` retries on 'address in use'."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, interval: float = 0.02,
@@ -68,129 +52,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, i
         time.sleep(interval)
 
 
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-class BrokerStartError(RuntimeError):
-    pass
-
-
-class AddressInUse(BrokerStartError):
-    pass
-
-
 @dataclass
-class Broker:
-    """A Mosquitto process run from `dir` (made by init_broker). Its stdout/stderr go to
-    ``dir/mosquitto.log``; `log_text()` returns it (handy in assertion messages)."""
+class Broker(LocalBroker):
+    """A LocalBroker that also hands out blocking test clients (`client`, `connack`)."""
 
-    dir: Path
-    port: int
-    credentials: Credentials
-    host: str = HOST
-    proc: subprocess.Popen | None = field(default=None, repr=False)
     _clients: list["MqttTestClient"] = field(default_factory=list, repr=False)
 
-    @property
-    def log_path(self) -> Path:
-        return self.dir / "mosquitto.log"
-
-    @property
-    def conf_path(self) -> Path:
-        return self.dir / CONF_FILE
-
-    def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self, timeout: float = START_TIMEOUT) -> "Broker":
-        """Start Mosquitto and return once it logged 'running' and accepts TCP connections."""
-        if self.running:
-            raise BrokerStartError("broker already running")
-        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = open(self.log_path, "ab")
-        try:
-            self.proc = subprocess.Popen(mosquitto_command(self.dir), stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL)
-        finally:
-            log.close()
-        deadline = time.monotonic() + timeout
-        while True:
-            new_log = self.log_text()[log_offset:]
-            if self.proc.poll() is not None:
-                self.proc = None
-                err = AddressInUse if "Address already in use" in new_log else BrokerStartError
-                raise err(f"mosquitto exited at start (port {self.port}):\n{new_log}")
-            # 'running' is logged after all listeners are bound; the TCP probe guards
-            # against the port belonging to someone else.
-            if " running" in new_log and _port_open(self.host, self.port):
-                return self
-            if time.monotonic() >= deadline:
-                self.kill()
-                raise BrokerStartError(f"mosquitto not ready within {timeout}s:\n{new_log}")
-            time.sleep(0.02)
-
-    def stop(self, timeout: float = STOP_TIMEOUT) -> None:
-        """SIGTERM and wait: Mosquitto writes its persistence file on the way out.
-        Test clients stay open (they see the disconnect and paho retries); `close()` ends them."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise BrokerStartError(f"mosquitto ignored SIGTERM for {timeout}s:\n{self.log_text()}")
-        self.proc = None
-
-    def kill(self) -> None:
-        """SIGKILL: a crash; whatever was not autosaved is lost."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.kill()
-            self.proc.wait()
-            self.proc = None
-
     def close(self) -> None:
-        """Disconnect all test clients, then stop (the fixtures' teardown)."""
+        """Disconnect all test clients, then stop (the fixtures' teardown). `stop()` alone
+        leaves test clients open: they see the disconnect and paho retries."""
         self.close_clients()
         self.stop()
-
-    def restart(self) -> "Broker":
-        self.stop()
-        return self.start()
-
-    def reload(self) -> None:
-        """SIGHUP: Mosquitto re-reads the password file and ACL (after a new init_broker)."""
-        if not self.running:
-            raise BrokerStartError("broker not running")
-        self.credentials = load_credentials(self.dir)
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGHUP)
-
-    def add_nodes(self, nodes: list[str]) -> Credentials:
-        """Enrol more nodes (re-runs init on the same directory) and reload a running broker."""
-        self.credentials = init_broker(self.dir, nodes, self.port, bind_address=self.host,
-                                       consumer=self.credentials.consumer.username, run_as=_run_as())
-        if self.running:
-            self.reload()
-        return self.credentials
-
-    def password(self, username: str) -> str:
-        return self.credentials.account(username).password
 
     def mqtt_config(self, username: str) -> dict[str, Any]:
         """The `mqtt:` section of a node config (vaktpost.edge.config.MqttSection) for this broker."""
@@ -199,11 +71,18 @@ class Broker:
     def client(self, username: str | None, *, password: str | None = None, client_id: str = "",
                clean_start: bool = True, session_expiry: int | None = None,
                will: tuple[str, bytes, int, bool] | None = None, tls_ca: Path | None = None,
-               connect: bool = True, timeout: float = DEFAULT_TIMEOUT) -> "MqttTestClient":
+               connect: bool = True, takeover: bool = False,
+               timeout: float = DEFAULT_TIMEOUT) -> "MqttTestClient":
         """An MQTT v5 client for `username` (its password from credentials unless given;
         None = anonymous). `tls_ca` turns on TLS, trusting that CA. Connected (CONNACK
         success awaited) unless connect=False.
-        Disconnected automatically by stop() and by the fixtures' teardown."""
+        A `client_id` still used by an open test client is refused unless takeover=True:
+        paho reconnects the old one on its own, and the two would take the session from
+        each other every second.
+        Disconnected automatically by close() and by the fixtures' teardown."""
+        if client_id and not takeover and any(c.client_id == client_id and c.open for c in self._clients):
+            raise RuntimeError(f"client id {client_id!r} is still used by an open test client; close it first "
+                               "(or pass takeover=True)")
         if username is not None and password is None:
             password = self.password(username)
         c = MqttTestClient(self.host, self.port, username, password, client_id=client_id,
@@ -242,10 +121,12 @@ class MqttTestClient:
                  client_id: str = "", clean_start: bool = True, session_expiry: int | None = None,
                  will: tuple[str, bytes, int, bool] | None = None, tls_ca: Path | None = None) -> None:
         self.host, self.port = host, port
+        self.client_id = client_id
         self.clean_start = clean_start
         self.session_expiry = session_expiry
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connack_flags: Any = None
+        self.connack_properties: Properties | None = None
         self._cond = threading.Condition()
         self._connack: mqtt.ReasonCode | None = None
         self._pubacks: dict[int, mqtt.ReasonCode] = {}
@@ -272,6 +153,7 @@ class MqttTestClient:
         with self._cond:
             self._connack = reason_code
             self.connack_flags = flags
+            self.connack_properties = properties
             self._cond.notify_all()
         if reason_code.is_failure:
             # Don't let paho's loop keep retrying a refused login.
@@ -369,6 +251,11 @@ class MqttTestClient:
             raise TimeoutError(f"still connected after {timeout}s")
         return self.disconnect_reason
 
+    @property
+    def open(self) -> bool:
+        """Connected, or paho's network thread still reconnecting it."""
+        return self._started
+
     def close(self) -> None:
         """Disconnect cleanly (no Last Will) and stop the network thread. Idempotent."""
         if self._started:
@@ -386,33 +273,11 @@ class MqttTestClient:
         self.close()
 
 
-def _run_as() -> str | None:
-    """Under root, keep Mosquitto as root: pytest's tmp_path sits below a 0700 directory
-    the 'mosquitto' user cannot enter. The privilege drop itself is covered by
-    test_broker_config with a directory that user can reach."""
-    return pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
-
-
 def start_broker(tmp_path: Path, nodes: list[str] | None = None, *, consumer: str = "central",
-                 name: str = "broker", start: bool = True, tls: dict | None = None,
-                 attempts: int = 5) -> Broker:
-    """init_broker in ``tmp_path/name`` on a free loopback port, then start it.
-    Retries with a new port if another process grabbed the chosen one meanwhile."""
-    directory = tmp_path / name
+                 name: str = "broker", start: bool = True, tls: dict | None = None) -> Broker:
+    """A Broker in ``tmp_path/name`` on a free loopback port (started unless start=False)."""
     nodes = ["node-a", "node-b"] if nodes is None else nodes
-    last: Exception | None = None
-    for _ in range(attempts):
-        port = free_port()
-        creds = init_broker(directory, nodes, port, bind_address=HOST, consumer=consumer, tls=tls,
-                             run_as=_run_as())
-        broker = Broker(dir=directory, port=port, credentials=creds)
-        if not start:
-            return broker
-        try:
-            return broker.start()
-        except AddressInUse as e:
-            last = e
-    raise BrokerStartError(f"no free port after {attempts} attempts") from last
+    return Broker.create(tmp_path / name, nodes, consumer=consumer, tls=tls, start=start)
 
 
 def make_test_ca(tmp_path: Path) -> tuple[Path, Path, Path]:

@@ -16,8 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import pytest
 import yaml
+from annotated_types import Le
 from mqtt_harness import (
     Broker,
     PayloadAuditor,
@@ -28,17 +30,24 @@ from mqtt_harness import (
 )
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import BaseModel
+from vaktpost.broker.config import SNAPSHOT_MAX_BYTES_CEILING
 from vaktpost.broker.mosquitto import (
     ACL_FILE,
     CONF_FILE,
     CREDENTIALS_FILE,
     DATA_DIR,
+    MAX_PACKET_SIZE,
+    MAX_QUEUED_BYTES,
     PASSWD_FILE,
     BrokerSetupError,
     init_broker,
     load_credentials,
     render_acl,
 )
+from vaktpost.edge.config.snapshot import SnapshotSettings
+from vaktpost.edge.delivery.transport import packet_size
+from vaktpost.edge.evidence.snapshot import encode_jpeg
 
 from vaktpost.contract import topics
 
@@ -204,6 +213,49 @@ def test_config_runs_as_is_and_drops_privileges(reachable_dir: Path) -> None:
     assert db.exists(), b.log_text()
     if IS_ROOT:
         assert db.stat().st_uid == pwd.getpwnam("mosquitto").pw_uid
+
+
+# --- limits -----------------------------------------------------------------------
+
+
+def _upper_bound(model: type[BaseModel], name: str) -> int:
+    return next(m.le for m in model.model_fields[name].metadata if isinstance(m, Le))
+
+
+def test_node_largest_snapshot_and_central_ceiling_fit_the_packet_limit() -> None:
+    # The worst a node can send: a square snapshot of noise, as wide and good as allowed.
+    widest = _upper_bound(SnapshotSettings, "width")
+    quality = _upper_bound(SnapshotSettings, "quality")
+    noise = np.random.default_rng(0).integers(0, 256, (widest, widest, 3), dtype=np.uint8)
+    topic = topics.snapshots("node-a", "0" * 36)
+    assert packet_size(topic, encode_jpeg(noise, widest, quality)) < MAX_PACKET_SIZE
+    assert packet_size(topic, b"\0" * SNAPSHOT_MAX_BYTES_CEILING) < MAX_PACKET_SIZE
+
+
+def test_config_limits_packets_and_queued_bytes(broker: Broker) -> None:
+    conf = broker.conf_path.read_text().splitlines()
+    assert f"max_packet_size {MAX_PACKET_SIZE}" in conf
+    assert f"max_queued_bytes {MAX_QUEUED_BYTES}" in conf
+    with broker.client("node-a") as node:  # the limit reaches clients in CONNACK
+        assert node.connack_properties.MaximumPacketSize == MAX_PACKET_SIZE
+
+
+def test_100_mb_publish_is_refused_and_the_broker_survives(broker: Broker) -> None:
+    consumer = broker.client("central")
+    assert consumer.subscribe_wait(topics.ALL_EVENTS) == 1
+    raw = broker.client("node-a")  # a plain paho client: nothing refuses the message before the broker
+    raw.paho.publish(topics.events("node-a", "cam1"), b"x" * 100_000_000, qos=1)
+    raw.wait_disconnected(60)
+    raw.close()  # before paho reconnects and sends it again
+    assert "disconnected due to oversize packet" in broker.log_text()
+    # Refused on the announced length: the broker never held the 100 MB.
+    peak = next(line for line in Path(f"/proc/{broker.proc.pid}/status").read_text().splitlines()
+                if line.startswith("VmHWM:"))
+    assert int(peak.split()[1]) < 50_000, peak  # kB
+    assert broker.running
+    with broker.client("node-a") as node:
+        assert node.publish_wait(topics.events("node-a", "cam1"), b"after") < 0x80
+    assert consumer.expect_message().payload == b"after"  # other clients kept their connection
 
 
 # --- authentication ---------------------------------------------------------------

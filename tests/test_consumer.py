@@ -53,7 +53,7 @@ def write_config(broker: Broker, tmp_path: Path, *, database: str | None = None,
                  "password_file": "central.password", "reconnect_max_seconds": 2, **mqtt},
         "places_file": "places.yaml",
         # The consumer purges at start; these tests' events date from 2024.
-        "retention": {"events_days": 36500},
+        "retention": {"events": "36500d"},
     }
     path = tmp_path / name
     path.write_text(yaml.safe_dump(doc))
@@ -154,8 +154,8 @@ def test_central_config_defaults_and_relative_paths(tmp_path: Path) -> None:
     assert cfg.database == f"sqlite:///{tmp_path / 'vaktpost-central.db'}"
     assert (cfg.mqtt.username, cfg.mqtt.client_id, cfg.mqtt.shared_group) == ("central", "vaktpost-central", None)
     assert cfg.mqtt.session_expiry_seconds == 7 * 24 * 3600
-    assert (cfg.retention.snapshots_days, cfg.retention.events_days, cfg.retention.purge_interval_hours) == (
-        30, 365, 24)
+    assert (cfg.retention.snapshots_age, cfg.retention.events_age, cfg.retention.purge_interval) == (
+        timedelta(days=30), timedelta(days=365), 24 * 3600)
     assert cfg.snapshots.max_bytes == 2 * 1024 * 1024
 
     (tmp_path / "pw").write_text("s3cret\n")
@@ -181,8 +181,10 @@ def test_central_config_defaults_and_relative_paths(tmp_path: Path) -> None:
         ({"databse": "sqlite:///x.db"}, "databse: Extra inputs are not permitted"),
         ({"database": "not a url"}, "database: not a SQLAlchemy database URL"),
         ({"mqtt": {"session_expiry_seconds": -1}}, "mqtt.session_expiry_seconds: Input should be greater"),
-        ({"retention": {"snapshots_days": 0}}, "retention.snapshots_days: Input should be greater than or equal to 1"),
-        ({"retention": {"purge_interval_hours": 0}}, "retention.purge_interval_hours: Input should be greater"),
+        ({"retention": {"snapshots": 30}}, "retention.snapshots: must be between 1d and 36500d (a bare number is"),
+        ({"retention": {"events": "36501d"}}, "retention.events: must be between 1d and 36500d"),
+        ({"retention": {"purge_interval": 0}}, "retention.purge_interval: Input should be greater"),
+        ({"retention": {"snapshots_days": 30}}, "retention: snapshots_days is now snapshots, a duration such as 30d"),
         ({"retention": {"event_days": 9}}, "retention.event_days: Extra inputs are not permitted"),
         (["a"], "expected a mapping"),
     ],

@@ -42,7 +42,7 @@ def dead_letter(store: Store, received: datetime, note: str) -> None:
 
 def test_purge_deletes_by_age_and_logs(place_store: Store, caplog: pytest.LogCaptureFixture) -> None:
     store = place_store
-    ancient = event(NOW - 400 * DAY)  # beyond events_days: goes, with its snapshot
+    ancient = event(NOW - 400 * DAY)  # beyond retention.events: goes, with its snapshot
     old = event(NOW - 40 * DAY)  # event stays; its snapshot (received then) goes
     recent = event(NOW - 2 * DAY)  # both stay
     store.insert_many([ancient, old, recent])
@@ -55,7 +55,7 @@ def test_purge_deletes_by_age_and_logs(place_store: Store, caplog: pytest.LogCap
     dead_letter(store, NOW - 364 * DAY, "kept")
 
     caplog.set_level(logging.INFO, logger="vaktpost.broker.store")
-    result = store.purge(NOW, snapshots_days=30, events_days=365)
+    result = store.purge(NOW, keep_snapshots=30 * DAY, keep_events=365 * DAY)
 
     assert result == PurgeResult(snapshots=3, events=1, dead_letters=1)
     assert {r["event_id"] for r in store.query_events()} == {old.event_id, recent.event_id}
@@ -73,7 +73,7 @@ def test_purge_deletes_by_age_and_logs(place_store: Store, caplog: pytest.LogCap
                for r in caplog.records)
 
     # Nothing left to delete: the run is still recorded.
-    assert store.purge(NOW, 30, 365) == PurgeResult(0, 0, 0)
+    assert store.purge(NOW, 30 * DAY, 365 * DAY) == PurgeResult(0, 0, 0)
     assert [r["events_deleted"] for r in store.query_purge_log()] == [0, 1]
 
 
@@ -87,9 +87,9 @@ def test_purge_works_in_chunks_and_stops_when_cancelled(place_store: Store, monk
         dead_letter(place_store, NOW - (400 + i) * DAY, f"d{i}")
 
     # Cancelled before the first chunk: nothing deleted, the (empty) run is recorded.
-    assert place_store.purge(NOW, 30, 365, cancel=lambda: True) == PurgeResult(0, 0, 0)
+    assert place_store.purge(NOW, 30 * DAY, 365 * DAY, cancel=lambda: True) == PurgeResult(0, 0, 0)
     assert place_store.count_events() == 10
-    assert place_store.purge(NOW, 30, 365) == PurgeResult(snapshots=10, events=10, dead_letters=7)
+    assert place_store.purge(NOW, 30 * DAY, 365 * DAY) == PurgeResult(snapshots=10, events=10, dead_letters=7)
     assert place_store.count_events() == 0 and place_store.count_snapshots() == 0
     assert place_store.query_dead_letters() == []
     assert len(place_store.query_purge_log()) == 2
@@ -99,7 +99,7 @@ def test_run_purge_uses_the_config(tmp_path: Path) -> None:
     db = tmp_path / "central.db"
     (tmp_path / "central.yaml").write_text(yaml.safe_dump({
         "database": "sqlite:///central.db",  # relative to the config file
-        "retention": {"snapshots_days": 7, "events_days": 90},
+        "retention": {"snapshots": "7d", "events": "90d"},
     }))
     store = Store(f"sqlite:///{db}")
     store.create_all()
@@ -121,7 +121,7 @@ def test_run_purge_uses_the_config(tmp_path: Path) -> None:
 def test_consumer_purges_at_start_and_periodically(broker: Broker, tmp_path: Path) -> None:
     config = write_config(broker, tmp_path)
     doc = yaml.safe_load(config.read_text())
-    doc["retention"] = {"events_days": 30, "purge_interval_hours": 0.001}  # every 3.6 s
+    doc["retention"] = {"events": "30d", "purge_interval": "3.6s"}
     config.write_text(yaml.safe_dump(doc))
     now = datetime.now(UTC)
     store = Store(doc["database"])

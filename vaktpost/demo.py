@@ -7,15 +7,10 @@ a per-place summary of what was logged.
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import signal
-import socket
-import subprocess
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import yaml
@@ -41,25 +36,6 @@ PLACES = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mosquitto exited: {proc.stderr.read().decode(errors='replace')}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"mosquitto did not listen on port {port} within {timeout:.0f} s")
-
-
 def _node_config(node_id: str, camera_id: str, video: Path, port: int, password: str, work: Path) -> dict:
     from vaktpost.scenarios import YARD, ZONE
     return {
@@ -81,7 +57,7 @@ def _node_config(node_id: str, camera_id: str, video: Path, port: int, password:
 def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = None) -> int:
     from vaktpost.broker.config import CentralConfig
     from vaktpost.broker.consumer import Consumer
-    from vaktpost.broker.mosquitto import init_broker, mosquitto_binary
+    from vaktpost.broker.local import LocalBroker
     from vaktpost.broker.places import import_places
     from vaktpost.broker.store import Store
     from vaktpost.edge.config import parse
@@ -96,18 +72,12 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
     node_ids = list(SCENE_OF_NODE)[:nodes]
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    mosq = None
+    broker = None
     try:
-        port = free_port()
         console.print(f"[bold]1/5[/bold] broker config for {', '.join(node_ids)} in {work}")
-        # The demo's broker runs as the demo's user: Mosquitto started as root would
-        # otherwise drop to `mosquitto`, which may not reach a private work directory.
-        run_as = pwd.getpwuid(os.geteuid()).pw_name if os.geteuid() == 0 else None
-        creds = init_broker(work / "broker", node_ids, port, bind_address="127.0.0.1", run_as=run_as)
-        mosq = subprocess.Popen([mosquitto_binary(), "-c", str(work / "broker" / "mosquitto.conf")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for_port(port, mosq)
-        console.print(f"[bold]2/5[/bold] mosquitto listening on 127.0.0.1:{port}")
+        broker = LocalBroker.create(work / "broker", node_ids)
+        creds, port = broker.credentials, broker.port
+        console.print(f"[bold]2/5[/bold] mosquitto listening on {broker.host}:{port}")
 
         scenes = {sc.name: sc.scene for sc in scenarios()}
         configs = []
@@ -162,12 +132,8 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
         return 130 if stop.is_set() else 0
     finally:
         signal.signal(signal.SIGINT, previous)
-        if mosq is not None:
-            mosq.terminate()
-            try:
-                mosq.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                mosq.kill()
+        if broker is not None:
+            broker.stop()
         if temp:
             shutil.rmtree(work, ignore_errors=True)
         else:

@@ -20,7 +20,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox, Row
@@ -39,28 +38,6 @@ DEFAULT_WINDOW = 50
 DEFAULT_SESSION_EXPIRY = 7 * 24 * 3600
 DEFAULT_PUBACK_TIMEOUT = 60.0
 _OK = (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN)  # NO_CONN: paho queued it for the next connection
-
-
-def _accept_failure_codes_in_puback() -> None:
-    """Let paho decode every failure reason code in a PUBACK.
-
-    Mosquitto 2.0 answers a PUBLISH above its message_size_limit with PUBACK 0x95
-    (Packet too large), a code MQTT 5 lists for CONNACK and DISCONNECT only. paho 2.x
-    then calls the PUBACK malformed, drops the connection and, after reconnecting,
-    retransmits the same message: an endless loop. Accepting the code gives us the
-    PUBACK, and the row is marked failed instead.
-    """
-    try:
-        for code, by_name in ReasonCode.names.items():
-            if code >= 0x80 and len(by_name) == 1:
-                packets = next(iter(by_name.values()))
-                if PacketTypes.PUBACK not in packets:
-                    packets.append(PacketTypes.PUBACK)
-    except (AttributeError, TypeError):  # another paho layout: nothing to fix there
-        log.warning("cannot extend paho's PUBACK reason codes; oversize refusals may loop")
-
-
-_accept_failure_codes_in_puback()
 
 
 @dataclass
@@ -252,7 +229,8 @@ class Publisher:
 
     def _send_row(self, row: Row) -> None:
         if self._max_packet is not None and packet_size(row.topic, row.payload) > self._max_packet:
-            # Mosquitto disconnects a client that sends a packet above its limit; resending
+            # paho (2.2) does not enforce the Maximum Packet Size of the CONNACK itself, and
+            # Mosquitto disconnects a client that sends more: resending after reconnecting
             # would loop forever, so the row fails here without being sent.
             self._refused(row.event_id, row.seq, row.topic,
                           f"packet too large ({packet_size(row.topic, row.payload)} > {self._max_packet} bytes, 0x95)")
