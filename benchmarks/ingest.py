@@ -34,7 +34,7 @@ from vaktpost.broker.config import CentralConfig, CentralMqtt  # noqa: E402
 from vaktpost.broker.consumer import Consumer  # noqa: E402
 from vaktpost.broker.mosquitto import init_broker, load_credentials, mosquitto_command  # noqa: E402
 from vaktpost.broker.store import Store  # noqa: E402
-from vaktpost.edge import topics  # noqa: E402
+from vaktpost.contract.topics import Topic  # noqa: E402
 
 from vaktpost.contract.events import Ack, Event, uuid7  # noqa: E402
 
@@ -89,7 +89,7 @@ class NodeClient:
         self.subscribed = threading.Event()
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.c.username_pw_set(NODE, password)
-        self.c.on_connect = lambda c, u, f, rc, p: (self.connected.set(), c.subscribe(topics.acks(NODE), 1))
+        self.c.on_connect = lambda c, u, f, rc, p: (self.connected.set(), c.subscribe(Topic.acks(NODE), 1))
         self.c.on_subscribe = lambda *a: self.subscribed.set()
         self.c.on_message = self._on_message
         self.c.connect(HOST, port)
@@ -144,7 +144,7 @@ def run(n: int, database: str | None) -> dict:
             base = store.count_events()
 
             t0 = time.perf_counter()
-            infos = [node.c.publish(topics.events(NODE, "cam1"), p, qos=1) for p in payloads]
+            infos = [node.c.publish(Topic.events(NODE, "cam1"), p, qos=1) for p in payloads]
             for info in infos:
                 info.wait_for_publish(60)
             t_published = time.perf_counter()

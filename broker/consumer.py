@@ -54,10 +54,10 @@ from vaktpost.broker.config import (
 from vaktpost.broker.places import import_places
 from vaktpost.broker.store import PurgeResult, Store, StoreTx, utcnow
 
-from vaktpost.contract import topics
 from vaktpost.contract.config import ConfigError, format_errors
 from vaktpost.contract.events import UUID7_PATTERN, Ack, Event, Heartbeat, Status
 from vaktpost.contract.jpeg import JpegError, check_jpeg
+from vaktpost.contract.topics import CONSUMER_FILTERS, Kind, Topic, TopicError, snapshot_row_id
 
 log = logging.getLogger("vaktpost.broker.consumer")  # also when run as __main__
 
@@ -71,7 +71,6 @@ DEAD_LETTER_HEAD_BYTES = 64 * 1024
 PURGE_RETRY_SECONDS = 300.0
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
-_ROOT_PARTS = topics.ROOT.split("/")
 
 
 # --- parsing (pure) -----------------------------------------------------------------
@@ -100,7 +99,7 @@ class Snapshot:
 
     @property
     def ack_id(self) -> str:
-        return topics.snapshot_row_id(self.event_id)
+        return snapshot_row_id(self.event_id)
 
 
 Parsed = Event | Snapshot | Status | Heartbeat | Rejected | None  # None: nothing to store
@@ -146,7 +145,7 @@ def _parse_node_message(model: type[Status] | type[Heartbeat], node: str, payloa
 def _parse_snapshot(node: str, event_id: str, payload: bytes, max_bytes: int) -> Snapshot | Rejected:
     # The node's outbox row is `<topic level>/snapshot` whatever the level holds: ack
     # that, so a malformed snapshot is not re-sent forever (bounded like event ids).
-    ack = topics.snapshot_row_id(event_id) if 0 < len(event_id) <= 64 else None
+    ack = snapshot_row_id(event_id) if 0 < len(event_id) <= 64 else None
     if not _UUID7.match(event_id):
         return Rejected(f"snapshot topic names {event_id[:80]!r}, not a UUIDv7 event id", ack)
     try:
@@ -160,25 +159,31 @@ def _parse_snapshot(node: str, event_id: str, payload: bytes, max_bytes: int) ->
 
 def parse_message(topic: str, payload: bytes, *, max_snapshot_bytes: int = DEFAULT_SNAPSHOT_MAX_BYTES) -> Parsed:
     """What a message on `topic` means; never raises for bad input."""
-    parts = topic.split("/")
-    n = len(_ROOT_PARTS)
-    if parts[:n] != _ROOT_PARTS or len(parts) < n + 2:
-        return Rejected(f"unexpected topic {topic!r}")
-    node, rest = parts[n], parts[n + 1:]
-    if len(rest) == 2 and rest[0] == "events":
-        return _parse_event(node, rest[1], payload)
-    if len(rest) == 2 and rest[0] == "snapshots":
-        return _parse_snapshot(node, rest[1], payload, max_snapshot_bytes)
-    if rest == ["status"]:
-        return _parse_node_message(Status, node, payload)
-    if rest == ["heartbeat"]:
-        return _parse_node_message(Heartbeat, node, payload)
-    return Rejected(f"unexpected topic {topic!r}")
+    try:
+        t = Topic.parse(topic)
+    except TopicError as e:
+        return Rejected(f"unexpected topic: {e}")
+    if t.kind is Kind.events and t.leaf is not None:
+        return _parse_event(t.node_id, t.leaf, payload)
+    if t.kind is Kind.snapshots and t.leaf is not None:
+        return _parse_snapshot(t.node_id, t.leaf, payload, max_snapshot_bytes)
+    if t.kind is Kind.status:
+        return _parse_node_message(Status, t.node_id, payload)
+    if t.kind is Kind.heartbeat:
+        return _parse_node_message(Heartbeat, t.node_id, payload)
+    return Rejected(f"unexpected topic: the consumer does not read {t.kind} ({topic!r})")
+
+
+def node_of(topic: str) -> str | None:
+    """The node a topic belongs to, if it is a topic of the tree."""
+    try:
+        return Topic.parse(topic).node_id
+    except TopicError:
+        return None
 
 
 def subscriptions(shared_group: str | None) -> list[str]:
-    filters = [topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS, topics.ALL_SNAPSHOTS]
-    return [f"$share/{shared_group}/{f}" for f in filters] if shared_group else filters
+    return [f.shared(shared_group) for f in CONSUMER_FILTERS]
 
 
 # --- consumer -----------------------------------------------------------------------
@@ -304,7 +309,7 @@ class Consumer:
     def _send_acks(self, acks: dict[str, list[str]]) -> None:
         for node, ids in acks.items():
             payload = Ack(event_ids=list(dict.fromkeys(ids))).model_dump_json().encode()
-            self._client.publish(topics.acks(node), payload, qos=1)
+            self._client.publish(Topic.acks(node), payload, qos=1)
 
     # -- storing --------------------------------------------------------------------
 
@@ -327,7 +332,7 @@ class Consumer:
         elif isinstance(p, Rejected):
             tx.dead_letter(m.topic, m.payload if p.stored_payload is None else p.stored_payload, p.error)
             counts["dead_letters"] += 1
-            node = topics.node_of(m.topic)
+            node = node_of(m.topic)
             if p.event_id and node:
                 acks[node].append(p.event_id)
         elif isinstance(p, Status):

@@ -64,9 +64,9 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import DateTime, TypeDecorator
 
-from vaktpost.contract import topics
 from vaktpost.contract.events import Event, Heartbeat, Status
 from vaktpost.contract.jpeg import CONTENT_TYPE as JPEG
+from vaktpost.contract.topics import Topic
 
 log = logging.getLogger("vaktpost.broker.store")
 
@@ -295,8 +295,8 @@ def _event_row(ev: Event, topic: str, now: datetime) -> dict[str, Any]:
 
 def default_topic(ev: Event) -> str:
     if ev.camera_id is None:
-        return f"{topics.node_prefix(ev.node_id)}/events"
-    return topics.events(ev.node_id, ev.camera_id)
+        return f"{Topic.node_prefix(ev.node_id)}/events"
+    return Topic.events(ev.node_id, ev.camera_id)
 
 
 def _clean_text(s: str) -> str:

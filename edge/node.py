@@ -18,8 +18,8 @@ from vaktpost.edge.health import FpsMeter, cpu_temperature
 from vaktpost.edge.modelfile import ModelError
 from vaktpost.edge.pipeline import CameraPipeline
 
-from vaktpost.contract import topics
 from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
+from vaktpost.contract.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class Node:
             ev = u.event if isinstance(u, Update) else u
             if isinstance(u, Update) and u.snapshot is not None:
                 # Only the pipeline's anonymised JPEG ever takes this path (edge/pipeline.py).
-                self.outbox.put(f"{ev.event_id}/snapshot", topics.snapshots(self.node_id, ev.event_id), u.snapshot)
-            self.outbox.put(ev.event_id, topics.events(self.node_id, camera_id), ev.to_payload())
+                self.outbox.put(f"{ev.event_id}/snapshot", Topic.snapshots(self.node_id, ev.event_id), u.snapshot)
+            self.outbox.put(ev.event_id, Topic.events(self.node_id, camera_id), ev.to_payload())
         if updates:
             self.publisher.notify()
 

@@ -4,7 +4,7 @@ Usage (the `broker` / `broker_factory` fixtures in conftest.py wrap this):
 
     b = start_broker(tmp_path, nodes=["node-a"])
     with b.client("node-a") as c:
-        assert c.publish_wait(topics.events("node-a", "cam1"), b"{}") < 0x80
+        assert c.publish_wait(Topic.events("node-a", "cam1"), b"{}") < 0x80
     b.stop()
 
 Import it as ``from mqtt_harness import ...`` (tests/ is on sys.path under pytest).

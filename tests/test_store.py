@@ -10,9 +10,10 @@ from typing import Iterator
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
-from vaktpost.broker.store import Store, events, normalise_url
+from vaktpost.broker.store import Store, default_topic, events, normalise_url
 
 from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.topics import Topic
 
 UTC = timezone.utc
 CEST = timezone(timedelta(hours=2))
@@ -50,7 +51,7 @@ def make_event(started: datetime, *, node: str = "node-a", camera: str | None = 
 
 
 def topic_of(ev: Event) -> str:
-    return f"vaktpost/v1/nodes/{ev.node_id}/events/{ev.camera_id}"
+    return default_topic(ev)
 
 
 def add_places(store: Store) -> None:
@@ -80,7 +81,7 @@ def test_redelivered_event_is_stored_once(store: Store) -> None:
     assert sorted(r["event_id"] for r in store.query_events()) == sorted([ev.event_id, other.event_id])
     with store.engine.connect() as conn:  # a bare event is filed under its node's topic
         assert conn.execute(select(events.c.topic).where(events.c.event_id == other.event_id)).scalar_one() == (
-            "vaktpost/v1/nodes/node-a/events/yard")
+            Topic.events("node-a", "yard"))
 
 
 def test_more_final_copy_wins_and_ended_event_is_frozen(store: Store) -> None:
@@ -167,11 +168,11 @@ def test_query_filters(store: Store) -> None:
 def test_dead_letter_keeps_raw_bytes_and_error(store: Store) -> None:
     raw = b"\x00\xff{not json"
     before = datetime.now(UTC)
-    dl_id = store.dead_letter("vaktpost/v1/nodes/node-a/events/yard", raw, "invalid JSON\x00 at 0")
+    dl_id = store.dead_letter(Topic.events("node-a", "yard"), raw, "invalid JSON\x00 at 0")
     (row,) = store.query_dead_letters()
     assert row["id"] == dl_id
     assert row["payload"] == raw
-    assert row["topic"] == "vaktpost/v1/nodes/node-a/events/yard"
+    assert row["topic"] == Topic.events("node-a", "yard")
     assert "invalid JSON" in row["error"]
     assert before <= row["received_at"] <= datetime.now(UTC)
     assert store.count_events() == 0
