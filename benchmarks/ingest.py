@@ -31,12 +31,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vaktpost.broker.config import CentralConfig, CentralMqtt  # noqa: E402
-from vaktpost.broker.consumer import Consumer  # noqa: E402
+from vaktpost.broker.ingest.consumer import Consumer  # noqa: E402
 from vaktpost.broker.mosquitto import init_broker, load_credentials, mosquitto_command  # noqa: E402
 from vaktpost.broker.store import Store  # noqa: E402
 from vaktpost.contract.topics import Topic  # noqa: E402
 
-from vaktpost.contract.events import Ack, Event, uuid7  # noqa: E402
+from vaktpost.contract.events import Event, uuid7  # noqa: E402
+from vaktpost.contract.messages import Ack  # noqa: E402
 
 HOST = "127.0.0.1"
 NODE = "bench-node"
@@ -116,7 +117,7 @@ def make_events(n: int) -> list[Event]:
         t = t0 + timedelta(seconds=i)
         out.append(Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=i, node_id=NODE, camera_id="cam1",
                          type="motion", started_at=t, ended_at=t + timedelta(seconds=5), confidence=0.8,
-                         region=[0.1, 0.2, 0.3, 0.4], zone="entrance"))
+                         region=[0.1, 0.2, 0.3, 0.4], zone="entrance", phase="end"))
     return out
 
 

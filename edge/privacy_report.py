@@ -12,7 +12,8 @@ from vaktpost.edge.config import NodeConfig
 from vaktpost.edge.config.snapshot import SnapshotPolicy
 from vaktpost.edge.privacy.masks import polygon_mask
 
-from vaktpost.contract.events import Event, EventType, Heartbeat
+from vaktpost.contract.events import Event, EventType
+from vaktpost.contract.messages import Heartbeat
 from vaktpost.contract.topics import ANY, Topic
 
 _GRID = (400, 400)  # resolution at which mask coverage is measured

@@ -437,7 +437,7 @@ def running_central(broker: Broker, tmp_path: Path, places: dict | None = None, 
     """The real central consumer on a SQLite file in `tmp_path`, subscribed to `broker`;
     yields its Store. `places` (a places-registry document) is imported first."""
     from vaktpost.broker.config import CentralConfig
-    from vaktpost.broker.consumer import Consumer
+    from vaktpost.broker.ingest.consumer import Consumer
     from vaktpost.broker.places import import_places
     from vaktpost.broker.store import Store
 

@@ -16,11 +16,13 @@ import pytest
 import yaml
 from mqtt_harness import Broker, MqttTestClient, wait_until
 from vaktpost.broker.config import CentralConfig, load_central
-from vaktpost.broker.consumer import Consumer, Rejected, parse_message, subscriptions
+from vaktpost.broker.ingest.consumer import Consumer, subscriptions
+from vaktpost.broker.ingest.parse import Rejected, parse_message
 from vaktpost.broker.store import Store
 
 from vaktpost.contract.config import ConfigError
-from vaktpost.contract.events import Ack, Event, Heartbeat, Status, uuid7
+from vaktpost.contract.events import Event, EventV1, uuid7
+from vaktpost.contract.messages import Ack, Heartbeat, Status
 from vaktpost.contract.topics import ANY, Topic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,7 +66,8 @@ def make_event(node: str = "node-a", camera: str | None = "yard", *, offset_s: f
                **kw) -> Event:
     t = T0 + timedelta(seconds=offset_s)
     return Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=seq, node_id=node, camera_id=camera,
-                 type=kw.pop("type", "motion"), started_at=t, confidence=kw.pop("confidence", 0.8), **kw)
+                 type=kw.pop("type", "motion"), started_at=t, confidence=kw.pop("confidence", 0.8),
+                 phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"), **kw)
 
 
 @contextmanager
@@ -124,8 +127,14 @@ def test_parse_message_outcomes() -> None:
     assert spoof.event_id == ev.event_id
     wrong_cam = parse_message(Topic.events("node-a", "gate"), ev.to_payload())
     assert isinstance(wrong_cam, Rejected) and "camera_id 'yard'" in wrong_cam.error
-    node_level = make_event(camera=None, type="health")
+    node_level = make_event(camera=None, type="health", subtype="camera_lost")
     assert parse_message(Topic.events("node-a", "any"), node_level.to_payload()) == node_level
+    # An event of an older version the consumer still accepts (docs/mqtt.md, "Versions").
+    v1 = EventV1(**ev.model_dump(exclude={"schema_", "phase"}))
+    assert v1.to_payload().startswith(b'{"schema":"vaktpost.event/1"')
+    assert parse_message(Topic.events("node-a", "yard"), v1.to_payload()) == v1
+    v3 = parse_message(Topic.events("node-a", "yard"), ev.to_payload().replace(b"event/2", b"event/3"))
+    assert isinstance(v3, Rejected) and "known event version" in v3.error and v3.event_id == ev.event_id
 
     bad = parse_message(Topic.events("node-a", "yard"), b'{"event_id": "abc", "seq": -1}')
     assert isinstance(bad, Rejected) and bad.event_id == "abc" and "seq:" in bad.error
@@ -284,7 +293,7 @@ def test_nothing_is_acked_while_the_database_refuses(broker: Broker, tmp_path: P
 def _start_subprocess_consumer(config: Path, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "vaktpost.broker.consumer", "--config", str(config)],
+        return subprocess.Popen([sys.executable, "-m", "vaktpost.broker.service", "--config", str(config)],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 

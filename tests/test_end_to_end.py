@@ -115,7 +115,8 @@ def test_node_and_consumer_over_tls(broker_factory, tmp_path: Path) -> None:
                  "cameras": [{"id": "yard", "source": "unused.avi"}]})
     outbox = Outbox(cfg.spool.path, cfg.spool.max_events, cfg.spool.when_full)
     ev = Event(event_id=uuid7(), seq=outbox.next_seq(), node_id="node-a", camera_id="yard", type="motion",
-               started_at=datetime.now(timezone.utc), ended_at=datetime.now(timezone.utc), confidence=0.7)
+               started_at=datetime.now(timezone.utc), ended_at=datetime.now(timezone.utc), confidence=0.7,
+               phase="end")
     outbox.put(ev.event_id, Topic.events("node-a", "yard"), ev.to_payload())
     with running_central(b, tmp_path, PLACES, tls_ca=ca_crt) as store:
         publisher = Publisher("node-a", cfg.mqtt, outbox)

@@ -35,7 +35,8 @@ from vaktpost.edge.node import Node
 from vaktpost.edge.pipeline import CameraPipeline
 from vaktpost.edge.privacy.masks import polygon_mask
 
-from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status
+from vaktpost.contract.events import Event, EventType
+from vaktpost.contract.messages import Ack, Heartbeat, Status
 from vaktpost.contract.topics import ANY, Kind, Topic, snapshot_row_id
 from vaktpost.scenes import Figure, LensCover, Scene, render_frame, write_video
 

@@ -14,7 +14,7 @@ import yaml
 from mqtt_harness import Broker, wait_until
 from test_consumer import acked_ids, node_client, running_consumer, write_config
 from vaktpost.broker import store as store_module
-from vaktpost.broker.consumer import run_purge
+from vaktpost.broker.service import run_purge
 from vaktpost.broker.store import PurgeResult, Store
 from vaktpost.edge.delivery.outbox import Outbox
 
@@ -29,7 +29,7 @@ JPEG = b"\xff\xd8 stored as is by the store \xff\xd9"  # the store does not chec
 
 def event(started: datetime, node: str = "node-a") -> Event:
     return Event(event_id=uuid7(int(started.timestamp() * 1000)), seq=1, node_id=node, camera_id="yard",
-                 type="motion", started_at=started, confidence=0.7)
+                 type="motion", started_at=started, confidence=0.7, phase="start")
 
 
 def dead_letter(store: Store, received: datetime, note: str) -> None:

@@ -20,7 +20,7 @@ from test_consumer import (
     running_consumer,
     write_config,
 )
-from vaktpost.broker.consumer import Rejected, Snapshot, parse_message
+from vaktpost.broker.ingest.parse import Rejected, Snapshot, parse_message
 from vaktpost.broker.store import Store
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox
@@ -68,7 +68,7 @@ def with_segment(data: bytes, marker: int, body: bytes) -> bytes:
 def make_event(node: str = "node-a", camera: str = "yard", **kw: object) -> Event:
     t = kw.pop("started_at", datetime.now(UTC) - timedelta(minutes=5))
     return Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=1, node_id=node, camera_id=camera,
-                 type="intrusion", started_at=t, confidence=0.9, **kw)
+                 type="intrusion", started_at=t, confidence=0.9, phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"), **kw)
 
 
 # --- the JPEG check (pure) -----------------------------------------------------------
@@ -198,8 +198,8 @@ def test_snapshot_stored_once_and_linked_in_either_order(place_store: Store) -> 
 def test_withheld_reason_stored_and_updated(place_store: Store) -> None:
     ev = make_event()
     place_store.insert_many([ev])
-    ended = ev.model_copy(update={"ended_at": datetime.now(UTC), "snapshot": "withheld",
-                                  "snapshot_withheld": "model_missing"})
+    ended = Event.model_validate({**ev.model_dump(by_alias=True), "ended_at": datetime.now(UTC), "phase": "end",
+                                  "snapshot": "withheld", "snapshot_withheld": "model_missing"})
     assert place_store.insert_many([ended]) == 1  # a more final copy may change the snapshot state
     (row,) = place_store.query_events()
     assert (row["snapshot"], row["snapshot_withheld"], row["has_snapshot"]) == ("withheld", "model_missing", False)

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 from vaktpost.broker.store import Store, default_topic, events, normalise_url
 
-from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.events import Event, EventV1, uuid7
 from vaktpost.contract.topics import Topic
 
 UTC = timezone.utc
@@ -47,7 +47,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 def make_event(started: datetime, *, node: str = "node-a", camera: str | None = "yard", seq: int = 1,
                type: str = "motion", event_id: str | None = None, **kw) -> Event:
     return Event(event_id=event_id or uuid7(), seq=seq, node_id=node, camera_id=camera, type=type,
-                 started_at=started, confidence=kw.pop("confidence", 0.5), **kw)
+                 started_at=started, confidence=kw.pop("confidence", 0.5), phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"),
+                 **kw)
 
 
 def topic_of(ev: Event) -> str:
@@ -82,6 +83,15 @@ def test_redelivered_event_is_stored_once(store: Store) -> None:
     with store.engine.connect() as conn:  # a bare event is filed under its node's topic
         assert conn.execute(select(events.c.topic).where(events.c.event_id == other.event_id)).scalar_one() == (
             Topic.events("node-a", "yard"))
+
+
+def test_every_accepted_version_is_stored_alike(store: Store) -> None:
+    v2 = make_event(datetime(2024, 9, 2, tzinfo=UTC), type="tamper", subtype="covered")
+    v1 = EventV1(**make_event(datetime(2024, 9, 2, tzinfo=UTC)).model_dump(exclude={"schema_", "phase"}))
+    assert store.insert_many([v1, v2]) == 2
+    rows = {r["event_id"]: r for r in store.query_events()}
+    assert (rows[v2.event_id]["type"], rows[v2.event_id]["subtype"]) == ("tamper", "covered")
+    assert rows[v1.event_id]["type"] == "motion"
 
 
 def test_more_final_copy_wins_and_ended_event_is_frozen(store: Store) -> None:
@@ -125,7 +135,8 @@ def test_place_follows_the_camera_assignment_period(store: Store) -> None:
         "at-yard-later": (make_event(T_MOVE + timedelta(days=30)), "yard"),
         "park": (make_event(datetime(2024, 9, 2, tzinfo=UTC), node="node-b", camera="park"), "park"),
         "unknown-camera": (make_event(datetime(2024, 9, 2, tzinfo=UTC), camera="roof"), None),
-        "node-level": (make_event(datetime(2024, 9, 2, tzinfo=UTC), camera=None, type="health"), None),
+        "node-level": (make_event(datetime(2024, 9, 2, tzinfo=UTC), camera=None, type="health",
+                                 subtype="camera_lost"), None),
     }
     assert store.insert_many([(ev, topic_of(ev)) for ev, _ in cases.values()]) == len(cases)
     got = {r["event_id"]: r for r in store.query_events(limit=100)}

@@ -2,7 +2,7 @@
 
 The central consumer is played by a plain paho client with the consumer account
 (`Consumer` below): it records events and, unless told not to, acknowledges each
-on the node's acks topic, as broker/consumer.py does.
+on the node's acks topic, as broker/ingest/consumer.py does.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher, packet_size
 
-from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status, uuid7
+from vaktpost.contract.events import Event, EventType, Phase, uuid7
+from vaktpost.contract.messages import Ack, Heartbeat, Status
 from vaktpost.contract.topics import ANY, Topic
 
 NODE = "node-a"
@@ -79,7 +80,7 @@ class Consumer:
 
 def make_event(outbox: Outbox, node: str = NODE, **kw) -> Event:
     fields = dict(event_id=uuid7(), seq=outbox.next_seq(), node_id=node, camera_id=CAM, type=EventType.motion,
-                  started_at=datetime.now(timezone.utc), confidence=0.9)
+                  started_at=datetime.now(timezone.utc), confidence=0.9, phase="start")
     fields.update(kw)
     return Event(**fields)
 
@@ -151,7 +152,7 @@ def test_an_updated_event_is_delivered_in_its_newest_state(broker: Broker, outbo
     pub = make_publisher(outbox)
     start = put(outbox, pub)
     wait_until(lambda: start.event_id in consumer.ids(), T)
-    end = start.model_copy(update={"ended_at": datetime.now(timezone.utc), "confidence": 0.95})
+    end = start.model_copy(update={"ended_at": datetime.now(timezone.utc), "confidence": 0.95, "phase": Phase.end})
     put(outbox, pub, end)
     wait_until(lambda: consumer.latest(start.event_id) == end, T, message="end state delivered")
     wait_until(lambda: outbox.depth() == 0, T)
@@ -327,7 +328,7 @@ _NODE_SCRIPT = textwrap.dedent("""
     import json, sys, threading
     from vaktpost.contract.topics import Topic
     from vaktpost.edge.config import MqttSection
-    from vaktpost.contract.events import Event, EventType, uuid7
+    from vaktpost.contract.events import Event, EventType, Phase, uuid7
     from vaktpost.edge.delivery.outbox import Outbox
     from vaktpost.edge.delivery.transport import Publisher
     from datetime import datetime, timezone
@@ -341,7 +342,8 @@ _NODE_SCRIPT = textwrap.dedent("""
     print("connected", flush=True)
     for _ in range(args["events"]):
         ev = Event(event_id=uuid7(), seq=outbox.next_seq(), node_id=args["node"], camera_id="cam1",
-                   type=EventType.motion, started_at=datetime.now(timezone.utc), confidence=0.5)
+                   type=EventType.motion, started_at=datetime.now(timezone.utc), confidence=0.5,
+                   phase="start")
         outbox.put(ev.event_id, Topic.events(args["node"], "cam1"), ev.to_payload())
         pub.notify()
     done = threading.Event()

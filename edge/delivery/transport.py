@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox, Row
 
-from vaktpost.contract.events import Ack, Heartbeat, Status
+from vaktpost.contract.messages import Ack, Heartbeat, Status
 from vaktpost.contract.topics import Topic
 
 log = logging.getLogger(__name__)
