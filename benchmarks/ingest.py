@@ -28,12 +28,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from vaktpost.broker.config import CentralConfig, CentralMqtt  # noqa: E402
-from vaktpost.broker.consumer import Consumer  # noqa: E402
+from vaktpost.broker.ingest.consumer import Consumer  # noqa: E402
 from vaktpost.broker.local import HOST, LocalBroker  # noqa: E402
 from vaktpost.broker.store import Store  # noqa: E402
-from vaktpost.contract import topics  # noqa: E402
+from vaktpost.contract.topics import Topic  # noqa: E402
 
-from vaktpost.contract.events import Ack, Event, uuid7  # noqa: E402
+from vaktpost.contract.events import Event, uuid7  # noqa: E402
+from vaktpost.contract.messages import Ack  # noqa: E402
 
 NODE = "bench-node"
 
@@ -58,7 +59,7 @@ class NodeClient:
         self.subscribed = threading.Event()
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.c.username_pw_set(NODE, password)
-        self.c.on_connect = lambda c, u, f, rc, p: (self.connected.set(), c.subscribe(topics.acks(NODE), 1))
+        self.c.on_connect = lambda c, u, f, rc, p: (self.connected.set(), c.subscribe(Topic.acks(NODE), 1))
         self.c.on_subscribe = lambda *a: self.subscribed.set()
         self.c.on_message = self._on_message
         self.c.connect(HOST, port)
@@ -85,7 +86,7 @@ def make_events(n: int) -> list[Event]:
         t = t0 + timedelta(seconds=i)
         out.append(Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=i, node_id=NODE, camera_id="cam1",
                          type="motion", started_at=t, ended_at=t + timedelta(seconds=5), confidence=0.8,
-                         region=[0.1, 0.2, 0.3, 0.4], zone="entrance"))
+                         region=[0.1, 0.2, 0.3, 0.4], zone="entrance", phase="end"))
     return out
 
 
@@ -113,7 +114,7 @@ def run(n: int, database: str | None) -> dict:
             base = store.count_events()
 
             t0 = time.perf_counter()
-            infos = [node.c.publish(topics.events(NODE, "cam1"), p, qos=1) for p in payloads]
+            infos = [node.c.publish(Topic.events(NODE, "cam1"), p, qos=1) for p in payloads]
             for info in infos:
                 info.wait_for_publish(60)
             t_published = time.perf_counter()

@@ -64,9 +64,10 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import DateTime, TypeDecorator
 
-from vaktpost.contract import topics
-from vaktpost.contract.events import Event, Heartbeat, Status
+from vaktpost.contract.events import BaseEvent
+from vaktpost.contract.messages import Heartbeat, Status
 from vaktpost.contract.jpeg import CONTENT_TYPE as JPEG
+from vaktpost.contract.topics import Topic
 
 log = logging.getLogger("vaktpost.broker.store")
 
@@ -271,7 +272,7 @@ def _more_final(new) -> Any:
     )
 
 
-def _event_row(ev: Event, topic: str, now: datetime) -> dict[str, Any]:
+def _event_row(ev: BaseEvent, topic: str, now: datetime) -> dict[str, Any]:
     return {
         "event_id": ev.event_id,
         "seq": ev.seq,
@@ -293,10 +294,10 @@ def _event_row(ev: Event, topic: str, now: datetime) -> dict[str, Any]:
     }
 
 
-def default_topic(ev: Event) -> str:
+def default_topic(ev: BaseEvent) -> str:
     if ev.camera_id is None:
-        return f"{topics.node_prefix(ev.node_id)}/events"
-    return topics.events(ev.node_id, ev.camera_id)
+        return f"{Topic.node_prefix(ev.node_id)}/events"
+    return Topic.events(ev.node_id, ev.camera_id)
 
 
 def _clean_text(s: str) -> str:
@@ -311,7 +312,7 @@ class StoreTx:
     conn: Connection
     _insert: Any  # sqlite.insert or postgresql.insert: both have on_conflict_do_*
 
-    def insert_event(self, ev: Event, *, topic: str, received_at: datetime | None = None) -> bool:
+    def insert_event(self, ev: BaseEvent, *, topic: str, received_at: datetime | None = None) -> bool:
         """Store `ev`; True if a row was added or made more final, False for a redelivery."""
         now = as_utc(received_at) if received_at else utcnow()
         ins = self._insert(events).values(**_event_row(ev, topic, now),
@@ -437,11 +438,11 @@ class Store:
 
     # --- writes (each its own transaction) ----------------------------------------
 
-    def insert_event(self, ev: Event, *, topic: str, received_at: datetime | None = None) -> bool:
+    def insert_event(self, ev: BaseEvent, *, topic: str, received_at: datetime | None = None) -> bool:
         with self.begin() as tx:
             return tx.insert_event(ev, topic=topic, received_at=received_at)
 
-    def insert_many(self, items: Iterable[Event | tuple[Event, str]]) -> int:
+    def insert_many(self, items: Iterable[BaseEvent | tuple[BaseEvent, str]]) -> int:
         """Store events, or (event, topic) pairs, in one transaction; returns how many
         rows changed. A bare event is filed under the topic its node publishes it on."""
         with self.begin() as tx:

@@ -18,8 +18,9 @@ from vaktpost.edge.health import FpsMeter, cpu_temperature
 from vaktpost.edge.modelfile import ModelError
 from vaktpost.edge.pipeline import CameraPipeline
 
-from vaktpost.contract import topics
-from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
+from vaktpost.contract.events import Event, EventType, Phase, uuid7
+from vaktpost.contract.messages import Heartbeat
+from vaktpost.contract.topics import Topic
 
 log = logging.getLogger(__name__)
 
@@ -45,15 +46,15 @@ class Node:
             ev = u.event if isinstance(u, Update) else u
             if isinstance(u, Update) and u.snapshot is not None:
                 # Only the pipeline's anonymised JPEG ever takes this path (edge/pipeline.py).
-                self.outbox.put(f"{ev.event_id}/snapshot", topics.snapshots(self.node_id, ev.event_id), u.snapshot)
-            self.outbox.put(ev.event_id, topics.events(self.node_id, camera_id), ev.to_payload())
+                self.outbox.put(f"{ev.event_id}/snapshot", Topic.snapshots(self.node_id, ev.event_id), u.snapshot)
+            self.outbox.put(ev.event_id, Topic.events(self.node_id, camera_id), ev.to_payload())
         if updates:
             self.publisher.notify()
 
     def _health(self, camera_id: str, subtype: str, started: datetime) -> Event:
         return Event(event_id=uuid7(int(started.timestamp() * 1000)), seq=self.outbox.next_seq(),
                      node_id=self.node_id, camera_id=camera_id, type=EventType.health,
-                     subtype=subtype, started_at=started, confidence=1.0)
+                     subtype=subtype, started_at=started, confidence=1.0, phase=Phase.start)
 
     # -- cameras ------------------------------------------------------------
     def _run_camera(self, cam: Camera, stop: threading.Event) -> None:
@@ -63,7 +64,7 @@ class Node:
             # Motion, tamper and scene change still work without the person detector.
             log.error("camera %s: person detector unavailable: %s", cam.id, e)
             self.emit(cam.id, [self._health(cam.id, "detector_unavailable", utcnow()).model_copy(
-                update={"ended_at": utcnow()})])
+                update={"ended_at": utcnow(), "phase": Phase.end})])
             pipeline = CameraPipeline(self.node_id, cam, self.outbox.next_seq, self.config.node.timezone,
                                       detector=NullDetector())
         meter = self.meters[cam.id]
@@ -89,7 +90,7 @@ class Node:
                         self.emit(cam.id, [lost])
                     continue
                 if lost is not None:
-                    self.emit(cam.id, [lost.model_copy(update={"ended_at": now})])
+                    self.emit(cam.id, [lost.model_copy(update={"ended_at": now, "phase": Phase.end})])
                     log.info("camera %s: frames again", cam.id)
                     lost = None
                 meter.frame(dropped=frame.number - last_number - 1)
@@ -104,7 +105,7 @@ class Node:
         finally:
             self.emit(cam.id, pipeline.finish())
             if lost is not None:
-                self.emit(cam.id, [lost.model_copy(update={"ended_at": utcnow()})])
+                self.emit(cam.id, [lost.model_copy(update={"ended_at": utcnow(), "phase": Phase.end})])
             source.stop()
 
     def heartbeat(self) -> Heartbeat:

@@ -34,7 +34,7 @@ from vaktpost.edge.evidence.snapshot import EncodeError, make_snapshot
 from vaktpost.edge.geometry import zone_at
 from vaktpost.edge.privacy.masks import PrivacyMasker
 
-from vaktpost.contract.events import Event, EventType, uuid7
+from vaktpost.contract.events import Event, EventType, Phase, WithheldReason, uuid7
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ class CameraPipeline:
                    zone=zone_at(self.camera.zones, (change.region[0] + change.region[2]) / 2,
                                 (change.region[1] + change.region[3]) / 2),
                    started_at=started, ended_at=t, confidence=round(change.confidence, 3),
-                   region=list(change.region))
-        return [Update("end", ev)]  # a lasting change is one message: it has happened
+                   region=list(change.region), phase=Phase.end)
+        return [Update(Phase.end, ev)]  # a lasting change is one message: it has happened
 
     # -- snapshots -------------------------------------------------------------
     def _with_snapshots(self, frame: np.ndarray | None, updates: list[Update], t: datetime | None) -> list[Update]:
@@ -183,14 +183,14 @@ class CameraPipeline:
         except AnonymiseError as e:
             # Fail closed: the event goes out without an image and says why.
             log.error("camera %s: snapshot withheld: %s", self.camera.id, e)
-            return None, {"snapshot": "withheld", "snapshot_withheld": e.reason}
+            return None, {"snapshot": "withheld", "snapshot_withheld": WithheldReason(e.reason)}
         except EncodeError as e:
             log.error("camera %s: snapshot withheld: %s", self.camera.id, e)
-            return None, {"snapshot": "withheld", "snapshot_withheld": "encode_error"}
+            return None, {"snapshot": "withheld", "snapshot_withheld": WithheldReason.encode_error}
         return data, {"snapshot": "attached"}
 
     def _health(self, subtype: str, t: datetime) -> Update:
         ev = Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=self.next_seq(), node_id=self.node_id,
                    camera_id=self.camera.id, type=EventType.health, subtype=subtype,
-                   started_at=t, ended_at=t, confidence=1.0)
-        return Update("end", ev)
+                   started_at=t, ended_at=t, confidence=1.0, phase=Phase.end)
+        return Update(Phase.end, ev)

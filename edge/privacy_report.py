@@ -12,8 +12,9 @@ from vaktpost.edge.config import NodeConfig
 from vaktpost.edge.config.snapshot import SnapshotPolicy
 from vaktpost.edge.privacy.masks import polygon_mask
 
-from vaktpost.contract import topics
-from vaktpost.contract.events import Event, EventType, Heartbeat
+from vaktpost.contract.events import Event, EventType
+from vaktpost.contract.messages import Heartbeat
+from vaktpost.contract.topics import ANY, Topic
 
 _GRID = (400, 400)  # resolution at which mask coverage is measured
 
@@ -46,10 +47,11 @@ def report(cfg: NodeConfig) -> str:
              "- Any image other than an anonymised snapshot (below).", "",
              "## Messages sent (MQTT v5, QoS 1, broker account `%s`)" % (cfg.mqtt.username or node), "",
              "| topic | content |", "|---|---|",
-             f"| `{topics.events(node, '<camera_id>')}` | one event record (fields below) |",
-             f"| `{topics.snapshots(node, '<event_id>')}` | an anonymised JPEG, only where enabled below |",
-             f"| `{topics.status(node)}` | online/offline |",
-             f"| `{topics.heartbeat(node)}` | node health (fields below) |", "",
+             f"| `{Topic.events(node, ANY)}` (`+`: the camera id) | one event record (fields below) |",
+             f"| `{Topic.snapshots(node, ANY)}` (`+`: the event id) | an anonymised JPEG, only where enabled "
+             "below |",
+             f"| `{Topic.status(node)}` | online/offline |",
+             f"| `{Topic.heartbeat(node)}` | node health (fields below) |", "",
              "Transport: " + ("TLS to " if cfg.mqtt.tls else "plain TCP (no TLS configured) to ")
              + f"`{cfg.mqtt.host}:{cfg.mqtt.port}`.", "",
              "### Event fields", "", "| field | meaning |", "|---|---|"]

@@ -6,7 +6,7 @@ Usage (the `broker` / `broker_factory` fixtures in conftest.py wrap this):
 
     b = start_broker(tmp_path, nodes=["node-a"])
     with b.client("node-a") as c:
-        assert c.publish_wait(topics.events("node-a", "cam1"), b"{}") < 0x80
+        assert c.publish_wait(Topic.events("node-a", "cam1"), b"{}") < 0x80
     b.close()
 
 Import it as ``from mqtt_harness import ...`` (tests/ is on sys.path under pytest).
@@ -302,7 +302,7 @@ def running_central(broker: Broker, tmp_path: Path, places: dict | None = None, 
     """The real central consumer on a SQLite file in `tmp_path`, subscribed to `broker`;
     yields its Store. `places` (a places-registry document) is imported first."""
     from vaktpost.broker.config import CentralConfig
-    from vaktpost.broker.consumer import Consumer
+    from vaktpost.broker.ingest.consumer import Consumer
     from vaktpost.broker.places import import_places
     from vaktpost.broker.store import Store
 

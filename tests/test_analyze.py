@@ -71,7 +71,8 @@ def test_cli_writes_final_state_json_lines(schoolyard, tmp_path):
     assert all(e.ended_at is not None for e in events)  # final state only
     # A start time without zone is the node's local time (Europe/Stockholm, UTC+1 in November).
     assert events[0].started_at.hour == 19
-    assert json.loads(lines[0])["schema"] == "vaktpost.event/1"
+    assert json.loads(lines[0])["schema"] == "vaktpost.event/2"
+    assert all(e.phase == "end" for e in events)
     assert "2 motion" in run.stderr and "written to" in run.stderr
 
 

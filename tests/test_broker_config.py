@@ -49,7 +49,7 @@ from vaktpost.edge.config.snapshot import SnapshotSettings
 from vaktpost.edge.delivery.transport import packet_size
 from vaktpost.edge.evidence.snapshot import encode_jpeg
 
-from vaktpost.contract import topics
+from vaktpost.contract.topics import ANY, ROOT, Topic
 
 NOT_AUTHORIZED = 0x87
 AUTH_REFUSED = {0x86, 0x87}  # Bad user name or password / Not authorized; 2.0.x sends 0x87
@@ -203,9 +203,9 @@ def test_config_runs_as_is_and_drops_privileges(reachable_dir: Path) -> None:
             uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
             assert int(uid_line.split()[1]) == pwd.getpwnam("mosquitto").pw_uid
         with b.client("central") as consumer, b.client("node-a") as node:
-            assert consumer.subscribe_wait(topics.ALL_EVENTS) == 1
-            assert node.publish_wait(topics.events("node-a", "cam1"), b"{}") < 0x80
-            assert consumer.expect_message().topic == topics.events("node-a", "cam1")
+            assert consumer.subscribe_wait(Topic.events(ANY, ANY)) == 1
+            assert node.publish_wait(Topic.events("node-a", "cam1"), b"{}") < 0x80
+            assert consumer.expect_message().topic == Topic.events("node-a", "cam1")
     finally:
         b.stop()
     # SIGTERM made it save its state where the config says, as the broker user.
@@ -227,7 +227,7 @@ def test_node_largest_snapshot_and_central_ceiling_fit_the_packet_limit() -> Non
     widest = _upper_bound(SnapshotSettings, "width")
     quality = _upper_bound(SnapshotSettings, "quality")
     noise = np.random.default_rng(0).integers(0, 256, (widest, widest, 3), dtype=np.uint8)
-    topic = topics.snapshots("node-a", "0" * 36)
+    topic = Topic.snapshots("node-a", "0" * 36)
     assert packet_size(topic, encode_jpeg(noise, widest, quality)) < MAX_PACKET_SIZE
     assert packet_size(topic, b"\0" * SNAPSHOT_MAX_BYTES_CEILING) < MAX_PACKET_SIZE
 
@@ -242,9 +242,9 @@ def test_config_limits_packets_and_queued_bytes(broker: Broker) -> None:
 
 def test_100_mb_publish_is_refused_and_the_broker_survives(broker: Broker) -> None:
     consumer = broker.client("central")
-    assert consumer.subscribe_wait(topics.ALL_EVENTS) == 1
+    assert consumer.subscribe_wait(Topic.events(ANY, ANY)) == 1
     raw = broker.client("node-a")  # a plain paho client: nothing refuses the message before the broker
-    raw.paho.publish(topics.events("node-a", "cam1"), b"x" * 100_000_000, qos=1)
+    raw.paho.publish(Topic.events("node-a", "cam1"), b"x" * 100_000_000, qos=1)
     raw.wait_disconnected(60)
     raw.close()  # before paho reconnects and sends it again
     assert "disconnected due to oversize packet" in broker.log_text()
@@ -254,7 +254,7 @@ def test_100_mb_publish_is_refused_and_the_broker_survives(broker: Broker) -> No
     assert int(peak.split()[1]) < 50_000, peak  # kB
     assert broker.running
     with broker.client("node-a") as node:
-        assert node.publish_wait(topics.events("node-a", "cam1"), b"after") < 0x80
+        assert node.publish_wait(Topic.events("node-a", "cam1"), b"after") < 0x80
     assert consumer.expect_message().payload == b"after"  # other clients kept their connection
 
 
@@ -288,57 +288,57 @@ def test_right_password_accepted(broker: Broker) -> None:
 
 def test_node_publishes_only_under_its_own_prefix(broker: Broker) -> None:
     with broker.client("central") as consumer, broker.client("node-a") as node:
-        for sub in (topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS, topics.ALL_SNAPSHOTS):
+        for sub in (Topic.events(ANY, ANY), Topic.status(ANY), Topic.heartbeat(ANY), Topic.snapshots(ANY, ANY)):
             assert consumer.subscribe_wait(sub) == 1
 
-        assert node.publish_wait(topics.events("node-b", "cam1"), b"forged") == NOT_AUTHORIZED
-        assert node.publish_wait(topics.snapshots("node-b", "e1"), b"forged") == NOT_AUTHORIZED
-        assert node.publish_wait(topics.status("node-b"), b"forged", retain=True) == NOT_AUTHORIZED
-        assert node.publish_wait(topics.heartbeat("node-b"), b"forged") == NOT_AUTHORIZED
+        assert node.publish_wait(Topic.events("node-b", "cam1"), b"forged") == NOT_AUTHORIZED
+        assert node.publish_wait(Topic.snapshots("node-b", "e1"), b"forged") == NOT_AUTHORIZED
+        assert node.publish_wait(Topic.status("node-b"), b"forged", retain=True) == NOT_AUTHORIZED
+        assert node.publish_wait(Topic.heartbeat("node-b"), b"forged") == NOT_AUTHORIZED
         assert node.publish_wait("vaktpost/v1/elsewhere", b"forged") == NOT_AUTHORIZED
         # Acks come from the consumer only.
-        assert node.publish_wait(topics.acks("node-a"), b"forged") == NOT_AUTHORIZED
+        assert node.publish_wait(Topic.acks("node-a"), b"forged") == NOT_AUTHORIZED
 
-        assert node.publish_wait(topics.events("node-a", "cam1"), b"e") < 0x80
-        assert node.publish_wait(topics.status("node-a"), b"s", retain=True) < 0x80
-        assert node.publish_wait(topics.heartbeat("node-a"), b"h") < 0x80
-        assert node.publish_wait(topics.snapshots("node-a", "e1"), b"j") < 0x80
+        assert node.publish_wait(Topic.events("node-a", "cam1"), b"e") < 0x80
+        assert node.publish_wait(Topic.status("node-a"), b"s", retain=True) < 0x80
+        assert node.publish_wait(Topic.heartbeat("node-a"), b"h") < 0x80
+        assert node.publish_wait(Topic.snapshots("node-a", "e1"), b"j") < 0x80
 
         # Messages from one publisher arrive in order: had a forged one got through,
         # it would come before these.
         got = [consumer.expect_message() for _ in range(4)]
         assert [(m.topic, m.payload) for m in got] == [
-            (topics.events("node-a", "cam1"), b"e"),
-            (topics.status("node-a"), b"s"),
-            (topics.heartbeat("node-a"), b"h"),
-            (topics.snapshots("node-a", "e1"), b"j"),
+            (Topic.events("node-a", "cam1"), b"e"),
+            (Topic.status("node-a"), b"s"),
+            (Topic.heartbeat("node-a"), b"h"),
+            (Topic.snapshots("node-a", "e1"), b"j"),
         ]
 
 
 def test_node_receives_only_its_own_acks(broker: Broker) -> None:
     with broker.client("central") as consumer, broker.client("node-a") as a, broker.client("node-b") as b:
         # Mosquitto 2.0 grants these subscriptions; the ACL filters delivery instead.
-        assert a.subscribe_wait(topics.acks("node-b")) < 0x80
-        assert a.subscribe_wait(f"{topics.ROOT}/#") < 0x80
-        assert b.subscribe_wait(topics.acks("node-b")) < 0x80
+        assert a.subscribe_wait(Topic.acks("node-b")) < 0x80
+        assert a.subscribe_wait(f"{ROOT}/#") < 0x80
+        assert b.subscribe_wait(Topic.acks("node-b")) < 0x80
 
-        assert consumer.publish_wait(topics.acks("node-b"), b"for-b") < 0x80
+        assert consumer.publish_wait(Topic.acks("node-b"), b"for-b") < 0x80
         assert b.expect_message().payload == b"for-b"
-        assert consumer.publish_wait(topics.acks("node-a"), b"for-a") < 0x80
+        assert consumer.publish_wait(Topic.acks("node-a"), b"for-a") < 0x80
         # In order from one publisher: node-a's first message is its own ack.
         msg = a.expect_message()
-        assert (msg.topic, msg.payload) == (topics.acks("node-a"), b"for-a")
+        assert (msg.topic, msg.payload) == (Topic.acks("node-a"), b"for-a")
 
 
 def test_node_cannot_read_other_nodes_events(broker: Broker) -> None:
     with broker.client("node-a") as a, broker.client("node-b") as b:
-        assert a.subscribe_wait(topics.ALL_EVENTS) < 0x80
-        assert a.subscribe_wait(topics.ALL_SNAPSHOTS) < 0x80
-        assert a.subscribe_wait(topics.acks("node-a")) < 0x80
-        assert b.publish_wait(topics.events("node-b", "cam1"), b"secret") < 0x80
-        assert b.publish_wait(topics.snapshots("node-b", "e1"), b"secret image") < 0x80
+        assert a.subscribe_wait(Topic.events(ANY, ANY)) < 0x80
+        assert a.subscribe_wait(Topic.snapshots(ANY, ANY)) < 0x80
+        assert a.subscribe_wait(Topic.acks("node-a")) < 0x80
+        assert b.publish_wait(Topic.events("node-b", "cam1"), b"secret") < 0x80
+        assert b.publish_wait(Topic.snapshots("node-b", "e1"), b"secret image") < 0x80
         with broker.client("central") as consumer:
-            assert consumer.publish_wait(topics.acks("node-a"), b"marker") < 0x80
+            assert consumer.publish_wait(Topic.acks("node-a"), b"marker") < 0x80
         # The event and snapshot were published first; node-a sees only the later marker.
         assert a.expect_message().payload == b"marker"
 
@@ -346,22 +346,22 @@ def test_node_cannot_read_other_nodes_events(broker: Broker) -> None:
 def test_last_will_on_own_status_is_delivered_foreign_will_is_not(broker: Broker) -> None:
     will_with = ReasonCode(PacketTypes.DISCONNECT, "Disconnect with will message")
     with broker.client("central") as consumer:
-        assert consumer.subscribe_wait(topics.ALL_STATUS) == 1
+        assert consumer.subscribe_wait(Topic.status(ANY)) == 1
 
-        foreign = broker.client("node-a", will=(topics.status("node-b"), b"offline", 1, True))
+        foreign = broker.client("node-a", will=(Topic.status("node-b"), b"offline", 1, True))
         foreign.paho.disconnect(reasoncode=will_with)
         foreign.wait_disconnected()
-        own = broker.client("node-a", will=(topics.status("node-a"), b"offline", 1, True))
+        own = broker.client("node-a", will=(Topic.status("node-a"), b"offline", 1, True))
         own.paho.disconnect(reasoncode=will_with)
 
         msg = consumer.expect_message()
-        assert (msg.topic, msg.payload) == (topics.status("node-a"), b"offline")
+        assert (msg.topic, msg.payload) == (Topic.status("node-a"), b"offline")
 
     # The will was retained: a consumer connecting later still learns the state.
     with broker.client("central") as later:
-        assert later.subscribe_wait(topics.ALL_STATUS) == 1
+        assert later.subscribe_wait(Topic.status(ANY)) == 1
         msg = later.expect_message()
-        assert (msg.topic, msg.payload, msg.retain) == (topics.status("node-a"), b"offline", True)
+        assert (msg.topic, msg.payload, msg.retain) == (Topic.status("node-a"), b"offline", True)
 
 
 # --- ACL: consumer ----------------------------------------------------------------
@@ -369,28 +369,28 @@ def test_last_will_on_own_status_is_delivered_foreign_will_is_not(broker: Broker
 
 def test_consumer_reads_all_nodes_and_writes_acks(broker: Broker) -> None:
     with broker.client("central") as consumer, broker.client("node-a") as a, broker.client("node-b") as b:
-        assert consumer.subscribe_wait(topics.ALL_EVENTS) == 1
-        assert consumer.subscribe_wait(topics.ALL_SNAPSHOTS) == 1
-        assert a.subscribe_wait(topics.acks("node-a")) == 1
+        assert consumer.subscribe_wait(Topic.events(ANY, ANY)) == 1
+        assert consumer.subscribe_wait(Topic.snapshots(ANY, ANY)) == 1
+        assert a.subscribe_wait(Topic.acks("node-a")) == 1
 
-        assert a.publish_wait(topics.events("node-a", "cam1"), b"ea") < 0x80
+        assert a.publish_wait(Topic.events("node-a", "cam1"), b"ea") < 0x80
         assert consumer.expect_message().payload == b"ea"
-        assert b.publish_wait(topics.events("node-b", "door"), b"eb") < 0x80
+        assert b.publish_wait(Topic.events("node-b", "door"), b"eb") < 0x80
         msg = consumer.expect_message()
-        assert (msg.topic, msg.payload) == (topics.events("node-b", "door"), b"eb")
-        assert b.publish_wait(topics.snapshots("node-b", "e1"), b"jb") < 0x80
+        assert (msg.topic, msg.payload) == (Topic.events("node-b", "door"), b"eb")
+        assert b.publish_wait(Topic.snapshots("node-b", "e1"), b"jb") < 0x80
         msg = consumer.expect_message()
-        assert (msg.topic, msg.payload) == (topics.snapshots("node-b", "e1"), b"jb")
+        assert (msg.topic, msg.payload) == (Topic.snapshots("node-b", "e1"), b"jb")
 
-        assert consumer.publish_wait(topics.acks("node-a"), b"ack") < 0x80
+        assert consumer.publish_wait(Topic.acks("node-a"), b"ack") < 0x80
         assert a.expect_message().payload == b"ack"
 
 
 def test_consumer_cannot_forge_node_events(broker: Broker) -> None:
     with broker.client("central") as consumer:
-        assert consumer.publish_wait(topics.events("node-a", "cam1"), b"forged") == NOT_AUTHORIZED
-        assert consumer.publish_wait(topics.status("node-a"), b"forged") == NOT_AUTHORIZED
-        assert consumer.publish_wait(topics.snapshots("node-a", "e1"), b"forged") == NOT_AUTHORIZED
+        assert consumer.publish_wait(Topic.events("node-a", "cam1"), b"forged") == NOT_AUTHORIZED
+        assert consumer.publish_wait(Topic.status("node-a"), b"forged") == NOT_AUTHORIZED
+        assert consumer.publish_wait(Topic.snapshots("node-a", "e1"), b"forged") == NOT_AUTHORIZED
 
 
 # --- operations -------------------------------------------------------------------
@@ -413,17 +413,17 @@ def test_queued_events_survive_broker_restart(broker: Broker) -> None:
     """The consumer's persistent session and its queue are kept across a clean restart."""
     session = dict(client_id="vaktpost-consumer-test", clean_start=False, session_expiry=3600)
     consumer = broker.client("central", **session)
-    assert consumer.subscribe_wait(topics.ALL_EVENTS) == 1
+    assert consumer.subscribe_wait(Topic.events(ANY, ANY)) == 1
     consumer.close()
 
     with broker.client("node-a") as node:
-        assert node.publish_wait(topics.events("node-a", "cam1"), b"while-away") < 0x80
+        assert node.publish_wait(Topic.events("node-a", "cam1"), b"while-away") < 0x80
     broker.restart()
 
     consumer = broker.client("central", **session)
     assert consumer.connack_flags.session_present
     msg = consumer.expect_message()
-    assert (msg.topic, msg.payload) == (topics.events("node-a", "cam1"), b"while-away")
+    assert (msg.topic, msg.payload) == (Topic.events("node-a", "cam1"), b"while-away")
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
@@ -435,7 +435,7 @@ def test_tls_listener(broker_factory, tmp_path: Path) -> None:
     assert f"certfile {crt.resolve()}" in conf and f"keyfile {key.resolve()}" in conf
 
     with b.client("node-a", tls_ca=ca_crt) as node:
-        assert node.publish_wait(topics.events("node-a", "cam1"), b"x") < 0x80
+        assert node.publish_wait(Topic.events("node-a", "cam1"), b"x") < 0x80
     # Plain MQTT on the TLS port gets no CONNACK: the broker closes the connection.
     with pytest.raises(ConnectionError, match="before CONNACK"):
         b.client("node-a")
@@ -449,9 +449,9 @@ def test_payload_auditor_flags_image_data_outside_snapshots(tmp_path: Path) -> N
         with b.client("node-a") as node:
             assert auditor.subscribed.wait(10), "auditor subscribed"
             jpeg = b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"
-            assert node.publish_wait(topics.snapshots("node-a", "e1"), jpeg) < 0x80
-            assert node.publish_wait(topics.events("node-a", "cam1"), b'{"x": "' + b"QUJD" * 60 + b'"}') < 0x80
-            assert node.publish_wait(topics.heartbeat("node-a"), jpeg) < 0x80
+            assert node.publish_wait(Topic.snapshots("node-a", "e1"), jpeg) < 0x80
+            assert node.publish_wait(Topic.events("node-a", "cam1"), b'{"x": "' + b"QUJD" * 60 + b'"}') < 0x80
+            assert node.publish_wait(Topic.heartbeat("node-a"), jpeg) < 0x80
             wait_until(lambda: auditor.seen >= 3, message="auditor saw the three messages")
         found = auditor.close()
     finally:

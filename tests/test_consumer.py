@@ -16,12 +16,14 @@ import pytest
 import yaml
 from mqtt_harness import Broker, MqttTestClient, wait_until
 from vaktpost.broker.config import CentralConfig, load_central
-from vaktpost.broker.consumer import Consumer, Rejected, parse_message, subscriptions
+from vaktpost.broker.ingest.consumer import Consumer, subscriptions
+from vaktpost.broker.ingest.parse import Rejected, parse_message
 from vaktpost.broker.store import Store
 
-from vaktpost.contract import topics
 from vaktpost.contract.config import ConfigError
-from vaktpost.contract.events import Ack, Event, Heartbeat, Status, uuid7
+from vaktpost.contract.events import Event, EventV1, uuid7
+from vaktpost.contract.messages import Ack, Heartbeat, Status
+from vaktpost.contract.topics import ANY, Topic
 
 REPO = Path(__file__).resolve().parent.parent
 UTC = timezone.utc
@@ -64,7 +66,8 @@ def make_event(node: str = "node-a", camera: str | None = "yard", *, offset_s: f
                **kw) -> Event:
     t = T0 + timedelta(seconds=offset_s)
     return Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=seq, node_id=node, camera_id=camera,
-                 type=kw.pop("type", "motion"), started_at=t, confidence=kw.pop("confidence", 0.8), **kw)
+                 type=kw.pop("type", "motion"), started_at=t, confidence=kw.pop("confidence", 0.8),
+                 phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"), **kw)
 
 
 @contextmanager
@@ -86,7 +89,7 @@ def running_consumer(config_path: Path, **store_kw) -> Iterator[tuple[Consumer, 
 
 def node_client(broker: Broker, node: str = "node-a") -> MqttTestClient:
     c = broker.client(node)
-    assert c.subscribe_wait(topics.acks(node)) == 1
+    assert c.subscribe_wait(Topic.acks(node)) == 1
     return c
 
 
@@ -118,34 +121,40 @@ def mosquitto_pub(broker: Broker, node: str, topic: str, payload: bytes) -> None
 
 def test_parse_message_outcomes() -> None:
     ev = make_event()
-    assert parse_message(topics.events("node-a", "yard"), ev.to_payload()) == ev
-    spoof = parse_message(topics.events("node-b", "yard"), ev.to_payload())
+    assert parse_message(Topic.events("node-a", "yard"), ev.to_payload()) == ev
+    spoof = parse_message(Topic.events("node-b", "yard"), ev.to_payload())
     assert isinstance(spoof, Rejected) and "cannot speak for another" in spoof.error
     assert spoof.event_id == ev.event_id
-    wrong_cam = parse_message(topics.events("node-a", "gate"), ev.to_payload())
+    wrong_cam = parse_message(Topic.events("node-a", "gate"), ev.to_payload())
     assert isinstance(wrong_cam, Rejected) and "camera_id 'yard'" in wrong_cam.error
-    node_level = make_event(camera=None, type="health")
-    assert parse_message(topics.events("node-a", "any"), node_level.to_payload()) == node_level
+    node_level = make_event(camera=None, type="health", subtype="camera_lost")
+    assert parse_message(Topic.events("node-a", "any"), node_level.to_payload()) == node_level
+    # An event of an older version the consumer still accepts (docs/mqtt.md, "Versions").
+    v1 = EventV1(**ev.model_dump(exclude={"schema_", "phase"}))
+    assert v1.to_payload().startswith(b'{"schema":"vaktpost.event/1"')
+    assert parse_message(Topic.events("node-a", "yard"), v1.to_payload()) == v1
+    v3 = parse_message(Topic.events("node-a", "yard"), ev.to_payload().replace(b"event/2", b"event/3"))
+    assert isinstance(v3, Rejected) and "known event version" in v3.error and v3.event_id == ev.event_id
 
-    bad = parse_message(topics.events("node-a", "yard"), b'{"event_id": "abc", "seq": -1}')
+    bad = parse_message(Topic.events("node-a", "yard"), b'{"event_id": "abc", "seq": -1}')
     assert isinstance(bad, Rejected) and bad.event_id == "abc" and "seq:" in bad.error
-    junk = parse_message(topics.events("node-a", "yard"), b"\xff\xfe not json")
+    junk = parse_message(Topic.events("node-a", "yard"), b"\xff\xfe not json")
     assert isinstance(junk, Rejected) and junk.event_id is None and "invalid event" in junk.error
 
     st = Status(node_id="node-a", state="online", at=T0)
-    assert parse_message(topics.status("node-a"), st.model_dump_json().encode()) == st
-    assert parse_message(topics.status("node-a"), b"") is None  # retained status cleared
-    assert isinstance(parse_message(topics.status("node-b"), st.model_dump_json().encode()), Rejected)
+    assert parse_message(Topic.status("node-a"), st.model_dump_json().encode()) == st
+    assert parse_message(Topic.status("node-a"), b"") is None  # retained status cleared
+    assert isinstance(parse_message(Topic.status("node-b"), st.model_dump_json().encode()), Rejected)
     hb = Heartbeat(node_id="node-a", at=T0, outbox_depth=3)
-    assert parse_message(topics.heartbeat("node-a"), hb.model_dump_json().encode()) == hb
+    assert parse_message(Topic.heartbeat("node-a"), hb.model_dump_json().encode()) == hb
     assert isinstance(parse_message("elsewhere/x", b"{}"), Rejected)
-    assert isinstance(parse_message(topics.node_prefix("node-a") + "/events", b"{}"), Rejected)
+    assert isinstance(parse_message(Topic.node_prefix("node-a") + "/events", b"{}"), Rejected)
 
 
 def test_shared_group_subscriptions() -> None:
-    assert subscriptions(None) == [topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS,
-                                   topics.ALL_SNAPSHOTS]
-    assert subscriptions("g1")[0] == f"$share/g1/{topics.ALL_EVENTS}"
+    assert subscriptions(None) == [Topic.events(ANY, ANY), Topic.status(ANY), Topic.heartbeat(ANY),
+                                   Topic.snapshots(ANY, ANY)]
+    assert subscriptions("g1")[0] == f"$share/g1/{Topic.events(ANY, ANY)}"
 
 
 def test_central_config_defaults_and_relative_paths(tmp_path: Path) -> None:
@@ -212,8 +221,8 @@ def test_events_stored_with_place_and_acked(broker: Broker, tmp_path: Path) -> N
         evs = [make_event(offset_s=i, seq=i) for i in range(5)]
         park = make_event("node-b", "park", offset_s=9)
         for ev in evs:
-            assert node_a.publish_wait(topics.events("node-a", "yard"), ev.to_payload()) == 0
-        assert node_b.publish_wait(topics.events("node-b", "park"), park.to_payload()) == 0
+            assert node_a.publish_wait(Topic.events("node-a", "yard"), ev.to_payload()) == 0
+        assert node_b.publish_wait(Topic.events("node-b", "park"), park.to_payload()) == 0
 
         wait_until(lambda: store.count_events() == 6, 20, message="6 events stored")
         rows = {r["event_id"]: r for r in store.query_events()}
@@ -224,16 +233,16 @@ def test_events_stored_with_place_and_acked(broker: Broker, tmp_path: Path) -> N
         assert acked_ids(node_b, {park.event_id}) == {park.event_id}  # each node gets only its own
 
         # A redelivered copy is acknowledged again but stored once.
-        assert node_a.publish_wait(topics.events("node-a", "yard"), evs[0].to_payload()) == 0
+        assert node_a.publish_wait(Topic.events("node-a", "yard"), evs[0].to_payload()) == 0
         assert acked_ids(node_a, {evs[0].event_id}) == {evs[0].event_id}
         assert store.count_events() == 6
         assert consumer.stats.snapshot()["duplicates"] == 1
 
         # Status and heartbeat land in the nodes table.
         st = Status(node_id="node-a", state="online", at=T0)
-        assert node_a.publish_wait(topics.status("node-a"), st.model_dump_json(), retain=True) == 0
+        assert node_a.publish_wait(Topic.status("node-a"), st.model_dump_json(), retain=True) == 0
         hb = Heartbeat(node_id="node-a", at=T0 + timedelta(seconds=30), outbox_depth=7)
-        assert node_a.publish_wait(topics.heartbeat("node-a"), hb.model_dump_json()) == 0
+        assert node_a.publish_wait(Topic.heartbeat("node-a"), hb.model_dump_json()) == 0
         wait_until(lambda: any(n["heartbeat_at"] and n["state"] for n in store.list_nodes()), 20,
                    message="node status and heartbeat stored")
         (node,) = store.list_nodes()
@@ -242,7 +251,7 @@ def test_events_stored_with_place_and_acked(broker: Broker, tmp_path: Path) -> N
 
 
 def test_malformed_payloads_are_dead_lettered_and_stream_continues(broker: Broker, tmp_path: Path) -> None:
-    yard = topics.events("node-a", "yard")
+    yard = Topic.events("node-a", "yard")
     with running_consumer(write_config(broker, tmp_path)) as (consumer, store):
         node_a = node_client(broker, "node-a")
         junk = b"\x00\xffnot json at all"
@@ -272,7 +281,7 @@ def test_nothing_is_acked_while_the_database_refuses(broker: Broker, tmp_path: P
         try:
             evs = [make_event(offset_s=i) for i in range(3)]
             for ev in evs:
-                assert node_a.publish_wait(topics.events("node-a", "yard"), ev.to_payload()) == 0
+                assert node_a.publish_wait(Topic.events("node-a", "yard"), ev.to_payload()) == 0
             wait_until(lambda: consumer.stats.snapshot()["db_errors"] >= 2, 20, message="retried db errors")
             assert node_a.drain() == [], "no Ack may be sent before the commit"
             assert store.count_events() == 0
@@ -286,7 +295,7 @@ def test_nothing_is_acked_while_the_database_refuses(broker: Broker, tmp_path: P
 def _start_subprocess_consumer(config: Path, log_path: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log_path, "ab") as log:
-        return subprocess.Popen([sys.executable, "-m", "vaktpost.broker.consumer", "--config", str(config)],
+        return subprocess.Popen([sys.executable, "-m", "vaktpost.broker.service", "--config", str(config)],
                                 cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
@@ -296,7 +305,7 @@ def test_consumer_killed_mid_stream_loses_and_duplicates_nothing(broker: Broker,
     log_path = tmp_path / "consumer.log"
     store = Store(load_central(config).database)
     store.create_all()
-    yard = topics.events("node-a", "yard")
+    yard = Topic.events("node-a", "yard")
     proc = _start_subprocess_consumer(config, log_path)
     try:
         node_a = node_client(broker, "node-a")
@@ -344,7 +353,7 @@ def test_shared_group_splits_the_load(broker: Broker, tmp_path: Path) -> None:
         node_a = node_client(broker, "node-a")
         evs = [make_event(offset_s=i, seq=i) for i in range(60)]
         for ev in evs:
-            assert node_a.publish_wait(topics.events("node-a", "yard"), ev.to_payload()) == 0
+            assert node_a.publish_wait(Topic.events("node-a", "yard"), ev.to_payload()) == 0
         wait_until(lambda: store.count_events() == 60, 30, message="60 events stored")
         assert acked_ids(node_a, {e.event_id for e in evs}) == {e.event_id for e in evs}
         a, b = ca.stats.snapshot(), cb.stats.snapshot()
@@ -358,8 +367,8 @@ def test_postgresql_place_log(broker: Broker, tmp_path: Path, pg_url_fresh: str)
         node_a = node_client(broker, "node-a")
         evs = [make_event(offset_s=i, seq=i) for i in range(20)]
         for ev in evs:
-            assert node_a.publish_wait(topics.events("node-a", "yard"), ev.to_payload()) == 0
-        mosquitto_pub(broker, "node-a", topics.events("node-a", "yard"), b"{\x00}")
+            assert node_a.publish_wait(Topic.events("node-a", "yard"), ev.to_payload()) == 0
+        mosquitto_pub(broker, "node-a", Topic.events("node-a", "yard"), b"{\x00}")
         wait_until(lambda: store.count_events() == 20 and store.query_dead_letters(), 20,
                    message="events and dead letter in PostgreSQL")
         assert store.summary_by_place() == [

@@ -15,8 +15,8 @@ from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
 from vaktpost.edge.node import Node
 
-from vaktpost.contract import topics
 from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.topics import Topic
 from vaktpost.scenes import Figure, Scene, write_video
 
 PLACES = {
@@ -115,8 +115,9 @@ def test_node_and_consumer_over_tls(broker_factory, tmp_path: Path) -> None:
                  "cameras": [{"id": "yard", "source": "unused.avi"}]})
     outbox = Outbox(cfg.spool.path, cfg.spool.max_events, cfg.spool.when_full)
     ev = Event(event_id=uuid7(), seq=outbox.next_seq(), node_id="node-a", camera_id="yard", type="motion",
-               started_at=datetime.now(timezone.utc), ended_at=datetime.now(timezone.utc), confidence=0.7)
-    outbox.put(ev.event_id, topics.events("node-a", "yard"), ev.to_payload())
+               started_at=datetime.now(timezone.utc), ended_at=datetime.now(timezone.utc), confidence=0.7,
+               phase="end")
+    outbox.put(ev.event_id, Topic.events("node-a", "yard"), ev.to_payload())
     with running_central(b, tmp_path, PLACES, tls_ca=ca_crt) as store:
         publisher = Publisher("node-a", cfg.mqtt, outbox)
         publisher.start()

@@ -161,7 +161,8 @@ def test_empty_report_has_no_rates() -> None:
 
 def test_observed_times_are_relative_to_the_clip_start_across_time_zones() -> None:
     event = Event(event_id=uuid7(), seq=1, node_id="n", camera_id="cam", type=EventType.tamper, subtype="moved",
-                  started_at=T0 + timedelta(seconds=9.25), ended_at=T0 + timedelta(seconds=20), confidence=0.8)
+                  started_at=T0 + timedelta(seconds=9.25), ended_at=T0 + timedelta(seconds=20), confidence=0.8,
+                  phase="end")
     obs = Observed.from_event(event, T0)  # the event is in UTC, the clip start in +02:00
     assert (obs.type, obs.subtype, obs.start_s, obs.end_s, obs.confidence) == ("tamper", "moved", 9.25, 20.0, 0.8)
 

@@ -82,7 +82,7 @@ def test_reimport_is_idempotent_and_replaces_a_cameras_history(store: Store, tmp
 
 def test_import_places_events_that_arrived_before(store: Store, tmp_path: Path) -> None:
     ev = Event(event_id=uuid7(), seq=1, node_id="node-a", camera_id="yard", type="motion",
-               started_at=datetime(2024, 9, 20, 10, tzinfo=UTC), confidence=0.9)
+               started_at=datetime(2024, 9, 20, 10, tzinfo=UTC), confidence=0.9, phase="start")
     store.insert_event(ev, topic="t")
     assert store.query_events()[0]["place_id"] is None
     import_places(store, write(tmp_path, base_doc()))

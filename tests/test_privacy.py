@@ -35,8 +35,9 @@ from vaktpost.edge.node import Node
 from vaktpost.edge.pipeline import CameraPipeline
 from vaktpost.edge.privacy.masks import polygon_mask
 
-from vaktpost.contract import topics
-from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status
+from vaktpost.contract.events import Event, EventType
+from vaktpost.contract.messages import Ack, Heartbeat, Status
+from vaktpost.contract.topics import ANY, Kind, Topic, snapshot_row_id
 from vaktpost.scenes import Figure, LensCover, Scene, render_frame, write_video
 
 T0 = datetime(2024, 5, 14, 19, 0, tzinfo=timezone.utc)
@@ -48,7 +49,7 @@ MASKS = [[[0.05, 0.1], [0.35, 0.1], [0.35, 0.45], [0.05, 0.45]],
          [[0.55, 0.05], [0.95, 0.30], [0.60, 0.55]]]
 APP_OR_COM = set(range(0xE0, 0xF0)) | {0xFE}
 B64_RUN = re.compile(rb"[A-Za-z0-9+/]{200,}")
-NODE_TREE = f"{topics.ROOT}/#"
+NODE_TREE = f"{Topic.node_prefix(ANY)}/#"
 
 
 # --- clips ---------------------------------------------------------------------------
@@ -261,7 +262,7 @@ def run_node(broker: Broker, tmp_path: Path, video: Path, models: Path, monkeypa
     listener = broker.client("central")
     assert listener.subscribe_wait(NODE_TREE) < 0x80
     ack_listener = broker.client("node-a")
-    assert ack_listener.subscribe_wait(topics.acks("node-a")) < 0x80
+    assert ack_listener.subscribe_wait(Topic.acks("node-a")) < 0x80
     messages: list = []
     acks: list = []
     with running_central(broker, tmp_path) as store:
@@ -271,13 +272,13 @@ def run_node(broker: Broker, tmp_path: Path, video: Path, models: Path, monkeypa
 
         def offline_seen() -> bool:
             messages.extend(listener.drain())
-            return any(m.topic == topics.status("node-a") and json.loads(m.payload)["state"] == "offline"
+            return any(m.topic == Topic.status("node-a") and json.loads(m.payload)["state"] == "offline"
                        for m in messages)
 
         wait_until(offline_seen, 15, message="offline status received")
-        snapshot_ids = {topics.snapshot_of(m.topic)[1] for m in messages if topics.snapshot_of(m.topic)}
-        rows = {json.loads(m.payload)["event_id"] for m in messages if "/events/" in m.topic}
-        rows |= {topics.snapshot_row_id(i) for i in snapshot_ids}
+        snapshot_ids = {Topic.parse(m.topic).leaf for m in messages if Topic.snapshots(ANY, ANY).matches(m.topic)}
+        rows = {json.loads(m.payload)["event_id"] for m in messages if Topic.events(ANY, ANY).matches(m.topic)}
+        rows |= {snapshot_row_id(i) for i in snapshot_ids}
 
         def all_acked() -> bool:
             acks.extend(ack_listener.drain())
@@ -295,11 +296,12 @@ def audit(messages: list, acks: list) -> tuple[list[Event], dict[str, bytes]]:
     kinds = set()
     for m in [*messages, *acks]:
         payload = bytes(m.payload)
-        assert topics.node_of(m.topic) == "node-a", m.topic
-        kind = m.topic.split("/")[4]
+        topic = Topic.parse(m.topic)
+        assert topic.node_id == "node-a", m.topic
+        kind = topic.kind
         kinds.add(kind)
-        if kind == "snapshots":
-            _, event_id = topics.snapshot_of(m.topic)
+        if kind is Kind.snapshots:
+            event_id = topic.leaf
             assert event_id not in snapshots, "one snapshot per event"
             clean_jpeg(payload)
             snapshots[event_id] = payload
@@ -315,7 +317,7 @@ def audit(messages: list, acks: list) -> tuple[list[Event], dict[str, bytes]]:
         assert set(data) <= fields, (m.topic, set(data) - fields)
         parsed = model.model_validate_json(payload)
         if kind == "events":
-            assert m.topic == topics.events("node-a", parsed.camera_id)
+            assert m.topic == Topic.events("node-a", parsed.camera_id)
             events.append(parsed)
     assert {"events", "status", "heartbeat", "acks"} <= kinds, kinds
     attached = {e.event_id for e in events if e.snapshot == "attached"}

@@ -14,12 +14,12 @@ import yaml
 from mqtt_harness import Broker, wait_until
 from test_consumer import acked_ids, node_client, running_consumer, write_config
 from vaktpost.broker import store as store_module
-from vaktpost.broker.consumer import run_purge
+from vaktpost.broker.service import run_purge
 from vaktpost.broker.store import PurgeResult, Store
 from vaktpost.edge.delivery.outbox import Outbox
 
-from vaktpost.contract import topics
 from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.topics import Topic, snapshot_row_id
 
 UTC = timezone.utc
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
@@ -29,12 +29,12 @@ JPEG = b"\xff\xd8 stored as is by the store \xff\xd9"  # the store does not chec
 
 def event(started: datetime, node: str = "node-a") -> Event:
     return Event(event_id=uuid7(int(started.timestamp() * 1000)), seq=1, node_id=node, camera_id="yard",
-                 type="motion", started_at=started, confidence=0.7)
+                 type="motion", started_at=started, confidence=0.7, phase="start")
 
 
 def dead_letter(store: Store, received: datetime, note: str) -> None:
     with store.begin() as tx:
-        tx.dead_letter("vaktpost/v1/nodes/node-a/events/yard", note.encode(), note, received_at=received)
+        tx.dead_letter(Topic.events("node-a", "yard"), note.encode(), note, received_at=received)
 
 
 # --- Store.purge ----------------------------------------------------------------------
@@ -136,7 +136,7 @@ def test_consumer_purges_at_start_and_periodically(broker: Broker, tmp_path: Pat
         # Ingest goes on beside the purge thread, and the next purge comes by itself.
         node = node_client(broker, "node-a")
         fresh = event(now - DAY)
-        assert node.publish_wait(topics.events("node-a", "yard"), fresh.to_payload()) == 0
+        assert node.publish_wait(Topic.events("node-a", "yard"), fresh.to_payload()) == 0
         assert fresh.event_id in acked_ids(node, {fresh.event_id})
         wait_until(lambda: len(store.query_purge_log()) >= 2, 20, message="second, periodic purge")
         assert [r["event_id"] for r in store.query_events()] == [fresh.event_id]
@@ -160,9 +160,9 @@ def test_outbox_expire_deletes_old_unacknowledged_rows(tmp_path: Path, caplog: p
     path = tmp_path / "outbox.db"
     ob = Outbox(path, 100)
     eid = uuid7()
-    snap = topics.snapshot_row_id(eid)
-    ob.put(eid, topics.events("node-a", "yard"), b"event")
-    ob.put(snap, topics.snapshots("node-a", eid), b"\xff\xd8jpeg\xff\xd9")
+    snap = snapshot_row_id(eid)
+    ob.put(eid, Topic.events("node-a", "yard"), b"event")
+    ob.put(snap, Topic.snapshots("node-a", eid), b"\xff\xd8jpeg\xff\xd9")
     ob.put("sent-old", "t", b"x")
     ob.mark_sent("sent-old")
     ob.put("failed-old", "t", b"x")

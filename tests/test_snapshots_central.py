@@ -20,15 +20,15 @@ from test_consumer import (
     running_consumer,
     write_config,
 )
-from vaktpost.broker.consumer import Rejected, Snapshot, parse_message
+from vaktpost.broker.ingest.parse import Rejected, Snapshot, parse_message
 from vaktpost.broker.store import Store
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
 
-from vaktpost.contract import topics
 from vaktpost.contract.events import Event, uuid7
 from vaktpost.contract.jpeg import JpegError, check_jpeg
+from vaktpost.contract.topics import ANY, Kind, Topic, TopicError, snapshot_row_id
 
 UTC = timezone.utc
 MAX = 2 * 1024 * 1024
@@ -68,7 +68,7 @@ def with_segment(data: bytes, marker: int, body: bytes) -> bytes:
 def make_event(node: str = "node-a", camera: str = "yard", **kw: object) -> Event:
     t = kw.pop("started_at", datetime.now(UTC) - timedelta(minutes=5))
     return Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=1, node_id=node, camera_id=camera,
-                 type="intrusion", started_at=t, confidence=0.9, **kw)
+                 type="intrusion", started_at=t, confidence=0.9, phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"), **kw)
 
 
 # --- the JPEG check (pure) -----------------------------------------------------------
@@ -119,34 +119,38 @@ def test_size_limit() -> None:
 
 def test_snapshot_topics() -> None:
     eid = uuid7()
-    topic = topics.snapshots("node-a", eid)
+    topic = Topic.snapshots("node-a", eid)
     assert topic == f"vaktpost/v1/nodes/node-a/snapshots/{eid}"
-    assert topics.snapshot_of(topic) == ("node-a", eid)
-    assert topics.node_of(topic) == "node-a"
-    assert topics.snapshot_row_id(eid) == f"{eid}/snapshot"
-    assert topics.ALL_SNAPSHOTS == "vaktpost/v1/nodes/+/snapshots/+"
-    for other in (topics.events("node-a", "yard"), topics.acks("node-a"), f"{topic}/x", "elsewhere/a/b/c/d/e"):
-        assert topics.snapshot_of(other) is None
+    parsed = Topic.parse(topic)
+    assert (parsed.node_id, parsed.kind, parsed.leaf) == ("node-a", Kind.snapshots, eid)
+    assert snapshot_row_id(eid) == f"{eid}/snapshot"
+    assert Topic.snapshots(ANY, ANY) == "vaktpost/v1/nodes/+/snapshots/+"
+    assert Topic.snapshots(ANY, ANY).matches(topic)
+    for other in (Topic.events("node-a", "yard"), Topic.acks("node-a")):
+        assert not Topic.snapshots(ANY, ANY).matches(other)
+    for junk in (f"{topic}/x", "elsewhere/a/b/c/d/e"):
+        with pytest.raises(TopicError):
+            Topic.parse(junk)
 
 
 def test_parse_snapshot_messages() -> None:
     eid, data = uuid7(), jpeg()
-    assert parse_message(topics.snapshots("node-a", eid), data) == Snapshot("node-a", eid, data)
+    assert parse_message(Topic.snapshots("node-a", eid), data) == Snapshot("node-a", eid, data)
 
-    exif = parse_message(topics.snapshots("node-a", eid), with_exif())
+    exif = parse_message(Topic.snapshots("node-a", eid), with_exif())
     assert isinstance(exif, Rejected) and exif.event_id == f"{eid}/snapshot" and "APP1" in exif.error
     assert exif.stored_payload is None  # the raw bytes are kept
 
-    bad_id = parse_message(topics.snapshots("node-a", "not-a-uuid"), data)
+    bad_id = parse_message(Topic.snapshots("node-a", "not-a-uuid"), data)
     assert isinstance(bad_id, Rejected) and bad_id.event_id == "not-a-uuid/snapshot"
     assert "not a UUIDv7" in bad_id.error
     v4 = "0b5d6a4e-8f0c-4c3e-9d5e-1f2a3b4c5d6e"  # a UUID, but not version 7
-    assert isinstance(parse_message(topics.snapshots("node-a", v4), data), Rejected)
-    too_long = parse_message(topics.snapshots("node-a", "x" * 65), data)
+    assert isinstance(parse_message(Topic.snapshots("node-a", v4), data), Rejected)
+    too_long = parse_message(Topic.snapshots("node-a", "x" * 65), data)
     assert isinstance(too_long, Rejected) and too_long.event_id is None
 
     big = jpeg(1200, 900, params=[cv2.IMWRITE_JPEG_QUALITY, 100])
-    oversized = parse_message(topics.snapshots("node-a", eid), big, max_snapshot_bytes=len(big) - 1)
+    oversized = parse_message(Topic.snapshots("node-a", eid), big, max_snapshot_bytes=len(big) - 1)
     assert isinstance(oversized, Rejected) and "exceeds the limit" in oversized.error
     assert oversized.stored_payload == big[:64 * 1024]  # only the head goes to dead letters
 
@@ -194,8 +198,8 @@ def test_snapshot_stored_once_and_linked_in_either_order(place_store: Store) -> 
 def test_withheld_reason_stored_and_updated(place_store: Store) -> None:
     ev = make_event()
     place_store.insert_many([ev])
-    ended = ev.model_copy(update={"ended_at": datetime.now(UTC), "snapshot": "withheld",
-                                  "snapshot_withheld": "model_missing"})
+    ended = Event.model_validate({**ev.model_dump(by_alias=True), "ended_at": datetime.now(UTC), "phase": "end",
+                                  "snapshot": "withheld", "snapshot_withheld": "model_missing"})
     assert place_store.insert_many([ended]) == 1  # a more final copy may change the snapshot state
     (row,) = place_store.query_events()
     assert (row["snapshot"], row["snapshot_withheld"], row["has_snapshot"]) == ("withheld", "model_missing", False)
@@ -241,21 +245,21 @@ def test_snapshot_stored_linked_and_acked(broker: Broker, tmp_path: Path, db: st
         node = node_client(broker, "node-a")
         ev = make_event(snapshot="attached")
         data = jpeg(640, 480, params=[cv2.IMWRITE_JPEG_QUALITY, 95])
-        row_id = topics.snapshot_row_id(ev.event_id)
+        row_id = snapshot_row_id(ev.event_id)
 
         # The snapshot comes first: stored, acked under its own row id, not yet an event.
-        assert node.publish_wait(topics.snapshots("node-a", ev.event_id), data) == 0
+        assert node.publish_wait(Topic.snapshots("node-a", ev.event_id), data) == 0
         assert row_id in acked_ids(node, {row_id})
         assert store.get_snapshot(ev.event_id) == data
         assert store.query_events() == []
 
-        assert node.publish_wait(topics.events("node-a", "yard"), ev.to_payload()) == 0
+        assert node.publish_wait(Topic.events("node-a", "yard"), ev.to_payload()) == 0
         assert ev.event_id in acked_ids(node, {ev.event_id})
         (row,) = store.query_events()
         assert (row["event_id"], row["snapshot"], row["has_snapshot"]) == (ev.event_id, "attached", True)
 
         # A redelivered snapshot is acked again and stored once.
-        assert node.publish_wait(topics.snapshots("node-a", ev.event_id), data) == 0
+        assert node.publish_wait(Topic.snapshots("node-a", ev.event_id), data) == 0
         assert row_id in acked_ids(node, {row_id})
         assert store.count_snapshots() == 1
         stats = consumer.stats.snapshot()
@@ -266,8 +270,8 @@ def test_node_cannot_send_a_snapshot_for_another_node(broker: Broker, tmp_path: 
     with running_consumer(write_config(broker, tmp_path)) as (_, store):
         node_a = node_client(broker, "node-a")
         forged, own = uuid7(), uuid7()
-        assert node_a.publish_wait(topics.snapshots("node-b", forged), jpeg()) == NOT_AUTHORIZED
-        assert node_a.publish_wait(topics.snapshots("node-a", own), jpeg()) == 0
+        assert node_a.publish_wait(Topic.snapshots("node-b", forged), jpeg()) == NOT_AUTHORIZED
+        assert node_a.publish_wait(Topic.snapshots("node-a", own), jpeg()) == 0
         # In order from one publisher: had the forged one got through, it would be stored first.
         wait_until(lambda: store.get_snapshot(own) is not None, T, message="own snapshot stored")
         assert store.get_snapshot(forged) is None and store.count_snapshots() == 1
@@ -278,12 +282,12 @@ def test_bad_snapshots_are_dead_lettered_and_acked(broker: Broker, tmp_path: Pat
     with running_consumer(write_config(broker, tmp_path)) as (consumer, store):
         node = node_client(broker, "node-a")
         junk_id, exif_id, good_id = uuid7(), uuid7(), uuid7()
-        bad = [(topics.snapshots("node-a", junk_id), b"\x89PNG\r\n\x1a\n not a jpeg"),
-               (topics.snapshots("node-a", exif_id), with_exif()),
-               (topics.snapshots("node-a", "nonsense"), jpeg())]
+        bad = [(Topic.snapshots("node-a", junk_id), b"\x89PNG\r\n\x1a\n not a jpeg"),
+               (Topic.snapshots("node-a", exif_id), with_exif()),
+               (Topic.snapshots("node-a", "nonsense"), jpeg())]
         for topic, payload in bad:
             mosquitto_pub(broker, "node-a", topic, payload)
-        assert node.publish_wait(topics.snapshots("node-a", good_id), jpeg()) == 0
+        assert node.publish_wait(Topic.snapshots("node-a", good_id), jpeg()) == 0
 
         expected = {f"{junk_id}/snapshot", f"{exif_id}/snapshot", "nonsense/snapshot", f"{good_id}/snapshot"}
         assert acked_ids(node, expected) >= expected
@@ -306,8 +310,8 @@ def test_node_outbox_snapshot_row_is_deleted_by_the_consumers_ack(broker: Broker
         with running_consumer(write_config(broker, tmp_path)) as (_, store):
             ev = make_event(snapshot="attached").model_copy(update={"seq": outbox.next_seq()})
             data = jpeg(320, 240)
-            assert outbox.put(topics.snapshot_row_id(ev.event_id), topics.snapshots("node-a", ev.event_id), data)
-            assert outbox.put(ev.event_id, topics.events("node-a", "yard"), ev.to_payload())
+            assert outbox.put(snapshot_row_id(ev.event_id), Topic.snapshots("node-a", ev.event_id), data)
+            assert outbox.put(ev.event_id, Topic.events("node-a", "yard"), ev.to_payload())
             publisher.start()
             wait_until(lambda: outbox.depth() == 0, T, message="event and snapshot rows acked")
             (row,) = store.query_events()

@@ -10,9 +10,10 @@ from typing import Iterator
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
-from vaktpost.broker.store import Store, events, normalise_url
+from vaktpost.broker.store import Store, default_topic, events, normalise_url
 
-from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.events import Event, EventV1, uuid7
+from vaktpost.contract.topics import Topic
 
 UTC = timezone.utc
 CEST = timezone(timedelta(hours=2))
@@ -46,11 +47,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 def make_event(started: datetime, *, node: str = "node-a", camera: str | None = "yard", seq: int = 1,
                type: str = "motion", event_id: str | None = None, **kw) -> Event:
     return Event(event_id=event_id or uuid7(), seq=seq, node_id=node, camera_id=camera, type=type,
-                 started_at=started, confidence=kw.pop("confidence", 0.5), **kw)
+                 started_at=started, confidence=kw.pop("confidence", 0.5), phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"),
+                 **kw)
 
 
 def topic_of(ev: Event) -> str:
-    return f"vaktpost/v1/nodes/{ev.node_id}/events/{ev.camera_id}"
+    return default_topic(ev)
 
 
 def add_places(store: Store) -> None:
@@ -80,7 +82,16 @@ def test_redelivered_event_is_stored_once(store: Store) -> None:
     assert sorted(r["event_id"] for r in store.query_events()) == sorted([ev.event_id, other.event_id])
     with store.engine.connect() as conn:  # a bare event is filed under its node's topic
         assert conn.execute(select(events.c.topic).where(events.c.event_id == other.event_id)).scalar_one() == (
-            "vaktpost/v1/nodes/node-a/events/yard")
+            Topic.events("node-a", "yard"))
+
+
+def test_every_accepted_version_is_stored_alike(store: Store) -> None:
+    v2 = make_event(datetime(2024, 9, 2, tzinfo=UTC), type="tamper", subtype="covered")
+    v1 = EventV1(**make_event(datetime(2024, 9, 2, tzinfo=UTC)).model_dump(exclude={"schema_", "phase"}))
+    assert store.insert_many([v1, v2]) == 2
+    rows = {r["event_id"]: r for r in store.query_events()}
+    assert (rows[v2.event_id]["type"], rows[v2.event_id]["subtype"]) == ("tamper", "covered")
+    assert rows[v1.event_id]["type"] == "motion"
 
 
 def test_more_final_copy_wins_and_ended_event_is_frozen(store: Store) -> None:
@@ -124,7 +135,8 @@ def test_place_follows_the_camera_assignment_period(store: Store) -> None:
         "at-yard-later": (make_event(T_MOVE + timedelta(days=30)), "yard"),
         "park": (make_event(datetime(2024, 9, 2, tzinfo=UTC), node="node-b", camera="park"), "park"),
         "unknown-camera": (make_event(datetime(2024, 9, 2, tzinfo=UTC), camera="roof"), None),
-        "node-level": (make_event(datetime(2024, 9, 2, tzinfo=UTC), camera=None, type="health"), None),
+        "node-level": (make_event(datetime(2024, 9, 2, tzinfo=UTC), camera=None, type="health",
+                                 subtype="camera_lost"), None),
     }
     assert store.insert_many([(ev, topic_of(ev)) for ev, _ in cases.values()]) == len(cases)
     got = {r["event_id"]: r for r in store.query_events(limit=100)}
@@ -167,11 +179,11 @@ def test_query_filters(store: Store) -> None:
 def test_dead_letter_keeps_raw_bytes_and_error(store: Store) -> None:
     raw = b"\x00\xff{not json"
     before = datetime.now(UTC)
-    dl_id = store.dead_letter("vaktpost/v1/nodes/node-a/events/yard", raw, "invalid JSON\x00 at 0")
+    dl_id = store.dead_letter(Topic.events("node-a", "yard"), raw, "invalid JSON\x00 at 0")
     (row,) = store.query_dead_letters()
     assert row["id"] == dl_id
     assert row["payload"] == raw
-    assert row["topic"] == "vaktpost/v1/nodes/node-a/events/yard"
+    assert row["topic"] == Topic.events("node-a", "yard")
     assert "invalid JSON" in row["error"]
     assert before <= row["received_at"] <= datetime.now(UTC)
     assert store.count_events() == 0

@@ -2,7 +2,7 @@
 
 The central consumer is played by a plain paho client with the consumer account
 (`Consumer` below): it records events and, unless told not to, acknowledges each
-on the node's acks topic, as broker/consumer.py does.
+on the node's acks topic, as broker/ingest/consumer.py does.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
 
-from vaktpost.contract import topics
-from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status, uuid7
+from vaktpost.contract.events import Event, EventType, Phase, uuid7
+from vaktpost.contract.messages import Ack, Heartbeat, Status
+from vaktpost.contract.topics import ANY, Topic
 
 NODE = "node-a"
 CAM = "cam1"
@@ -59,7 +60,7 @@ class Consumer:
         c.paho.on_message = self._on_message  # before connecting: queued events arrive at once
         rc = c.connect()
         assert not rc.is_failure, rc
-        assert c.subscribe_wait(topics.ALL_EVENTS, qos=1) == 1
+        assert c.subscribe_wait(Topic.events(ANY, ANY), qos=1) == 1
         self.client = c
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
@@ -67,7 +68,7 @@ class Consumer:
         with self._lock:
             self.deliveries.append(ev)
         if self.ack:
-            client.publish(topics.acks(ev.node_id), Ack(event_ids=[ev.event_id]).model_dump_json(), qos=1)
+            client.publish(Topic.acks(ev.node_id), Ack(event_ids=[ev.event_id]).model_dump_json(), qos=1)
 
     def ids(self) -> set[str]:
         with self._lock:
@@ -84,7 +85,7 @@ class Consumer:
 
 def make_event(outbox: Outbox, node: str = NODE, **kw) -> Event:
     fields = dict(event_id=uuid7(), seq=outbox.next_seq(), node_id=node, camera_id=CAM, type=EventType.motion,
-                  started_at=datetime.now(timezone.utc), confidence=0.9)
+                  started_at=datetime.now(timezone.utc), confidence=0.9, phase="start")
     fields.update(kw)
     return Event(**fields)
 
@@ -92,7 +93,7 @@ def make_event(outbox: Outbox, node: str = NODE, **kw) -> Event:
 def put(outbox: Outbox, publisher: Publisher | None = None, ev: Event | None = None,
         topic: str | None = None) -> Event:
     ev = ev or make_event(outbox)
-    assert outbox.put(ev.event_id, topic or topics.events(ev.node_id, CAM), ev.to_payload())
+    assert outbox.put(ev.event_id, topic or Topic.events(ev.node_id, CAM), ev.to_payload())
     if publisher is not None:
         publisher.notify()
     return ev
@@ -138,8 +139,8 @@ def test_events_reach_consumer_and_acks_empty_the_outbox(broker: Broker, outbox:
     pub = make_publisher(outbox)
     assert pub.wait_subscribed(T)
     # Malformed acks are logged and ignored; the publisher keeps working.
-    assert consumer.client.publish_wait(topics.acks(NODE), b"not json") == 0
-    assert consumer.client.publish_wait(topics.acks(NODE), b'{"event_ids": []}') == 0
+    assert consumer.client.publish_wait(Topic.acks(NODE), b"not json") == 0
+    assert consumer.client.publish_wait(Topic.acks(NODE), b'{"event_ids": []}') == 0
     sent = [put(outbox, pub) for _ in range(120)]  # more than the in-flight window (50)
     wait_until(lambda: consumer.ids() >= {e.event_id for e in sent}, T, message="all events delivered")
     wait_until(lambda: outbox.depth() == 0, T, message="outbox drained by acks")
@@ -156,7 +157,7 @@ def test_an_updated_event_is_delivered_in_its_newest_state(broker: Broker, outbo
     pub = make_publisher(outbox)
     start = put(outbox, pub)
     wait_until(lambda: start.event_id in consumer.ids(), T)
-    end = start.model_copy(update={"ended_at": datetime.now(timezone.utc), "confidence": 0.95})
+    end = start.model_copy(update={"ended_at": datetime.now(timezone.utc), "confidence": 0.95, "phase": Phase.end})
     put(outbox, pub, end)
     wait_until(lambda: consumer.latest(start.event_id) == end, T, message="end state delivered")
     wait_until(lambda: outbox.depth() == 0, T)
@@ -282,7 +283,7 @@ def test_message_above_the_broker_packet_limit_fails_at_the_node_and_is_never_se
     consumer = Consumer(broker)
     pub = make_publisher(outbox, resend_after=0.5)
     huge = make_event(outbox)
-    topic = topics.events(NODE, CAM)
+    topic = Topic.events(NODE, CAM)
     payload = huge.to_payload() + b" " * MAX_PACKET_SIZE  # still valid JSON, but over the limit
     assert outbox.put(huge.event_id, topic, payload)
     pub.notify()
@@ -307,9 +308,9 @@ def test_message_above_the_broker_packet_limit_fails_at_the_node_and_is_never_se
 
 _NODE_SCRIPT = textwrap.dedent("""
     import json, sys, threading
-    from vaktpost.contract import topics
+    from vaktpost.contract.topics import Topic
     from vaktpost.edge.config import MqttSection
-    from vaktpost.contract.events import Event, EventType, uuid7
+    from vaktpost.contract.events import Event, EventType, Phase, uuid7
     from vaktpost.edge.delivery.outbox import Outbox
     from vaktpost.edge.delivery.transport import Publisher
     from datetime import datetime, timezone
@@ -323,8 +324,9 @@ _NODE_SCRIPT = textwrap.dedent("""
     print("connected", flush=True)
     for _ in range(args["events"]):
         ev = Event(event_id=uuid7(), seq=outbox.next_seq(), node_id=args["node"], camera_id="cam1",
-                   type=EventType.motion, started_at=datetime.now(timezone.utc), confidence=0.5)
-        outbox.put(ev.event_id, topics.events(args["node"], "cam1"), ev.to_payload())
+                   type=EventType.motion, started_at=datetime.now(timezone.utc), confidence=0.5,
+                   phase="start")
+        outbox.put(ev.event_id, Topic.events(args["node"], "cam1"), ev.to_payload())
         pub.notify()
     done = threading.Event()
     # A row is marked sent just before it is handed to paho: wait for the publishes, then their PUBACKs.
@@ -353,13 +355,13 @@ def status_of(msg: mqtt.MQTTMessage) -> Status:
 
 def test_status_online_retained_and_offline_on_clean_stop(broker: Broker, outbox: Outbox) -> None:
     watcher = broker.client(broker.credentials.consumer.username)
-    assert watcher.subscribe_wait(topics.status(NODE)) == 1
+    assert watcher.subscribe_wait(Topic.status(NODE)) == 1
     pub = Publisher(NODE, mqtt_config(broker), outbox)
     pub.start()
     try:
         assert status_of(watcher.expect_message(T)).state == "online"
         late = broker.client(broker.credentials.consumer.username)  # subscribes after the fact
-        assert late.subscribe_wait(topics.status(NODE)) == 1
+        assert late.subscribe_wait(Topic.status(NODE)) == 1
         msg = late.expect_message(T)
         assert msg.retain and status_of(msg).state == "online"
     finally:
@@ -370,7 +372,7 @@ def test_status_online_retained_and_offline_on_clean_stop(broker: Broker, outbox
 
 def test_heartbeat_carries_outbox_counters(broker: Broker, outbox: Outbox) -> None:
     watcher = broker.client(broker.credentials.consumer.username)
-    assert watcher.subscribe_wait(topics.heartbeat(NODE)) == 1
+    assert watcher.subscribe_wait(Topic.heartbeat(NODE)) == 1
     pub = Publisher(NODE, mqtt_config(broker), outbox)
     hb = Heartbeat(node_id=NODE, at=datetime.now(timezone.utc))
     assert pub.heartbeat(hb) is False  # not connected: nothing queued
@@ -381,7 +383,7 @@ def test_heartbeat_carries_outbox_counters(broker: Broker, outbox: Outbox) -> No
         hb = Heartbeat(node_id=NODE, at=datetime.now(timezone.utc), outbox_depth=c["depth"],
                        outbox_dropped=c["dropped"], outbox_failed=c["failed"], fps={CAM: 4.9})
         assert pub.heartbeat(hb) is True
-        got = Heartbeat.model_validate_json(watcher.expect_message(T, topics.heartbeat(NODE)).payload)
+        got = Heartbeat.model_validate_json(watcher.expect_message(T, Topic.heartbeat(NODE)).payload)
         assert got == hb
     finally:
         pub.stop(timeout=2)
@@ -389,7 +391,7 @@ def test_heartbeat_carries_outbox_counters(broker: Broker, outbox: Outbox) -> No
 
 def test_last_will_marks_a_killed_node_offline(broker: Broker, tmp_path: Path) -> None:
     watcher = broker.client(broker.credentials.consumer.username)
-    assert watcher.subscribe_wait(topics.status(NODE)) == 1
+    assert watcher.subscribe_wait(Topic.status(NODE)) == 1
     proc = run_node_process(broker, tmp_path / "outbox.db")
     try:
         expect_line(proc, "connected")
@@ -400,7 +402,7 @@ def test_last_will_marks_a_killed_node_offline(broker: Broker, tmp_path: Path) -
         will = status_of(watcher.expect_message(T))
         assert will.state == "offline" and will.at is None  # the Last Will carries no time
         late = broker.client(broker.credentials.consumer.username)
-        assert late.subscribe_wait(topics.status(NODE)) == 1
+        assert late.subscribe_wait(Topic.status(NODE)) == 1
         msg = late.expect_message(T)
         assert msg.retain and status_of(msg).state == "offline"
     finally:

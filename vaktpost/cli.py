@@ -145,16 +145,20 @@ def analyze(
 
 
 @app.command()
-def schema(write: Annotated[bool, typer.Option(help="Write vaktpost/contract/schema/event.schema.json")] = False) -> None:
-    """Print (or write) the published JSON Schema of event payloads."""
-    from vaktpost.contract.events import json_schema
-    text = json.dumps(json_schema(), indent=2, sort_keys=True) + "\n"
-    if write:
-        path = Path(__file__).resolve().parent / "contract" / "schema" / "event.schema.json"
-        path.write_text(text)
-        err.print(f"wrote {path}")
-    else:
-        sys.stdout.write(text)
+def schema(write: Annotated[bool, typer.Option(
+        help="Write vaktpost/contract/schema/event-<n>.schema.json, one file per version")] = False) -> None:
+    """Print (as one JSON object by file name) or write the published JSON Schema of every
+    event version (docs/mqtt.md, "Versions")."""
+    from vaktpost.contract.events import EVENT_MODELS, json_schema, schema_file_name
+    schemas = {schema_file_name(name): json_schema(name) for name in EVENT_MODELS}
+    if not write:
+        sys.stdout.write(json.dumps(schemas, indent=2, sort_keys=True) + "\n")
+        return
+    folder = Path(__file__).resolve().parent / "contract" / "schema"
+    folder.mkdir(exist_ok=True)
+    for file_name, published in schemas.items():
+        (folder / file_name).write_text(json.dumps(published, indent=2, sort_keys=True) + "\n")
+        err.print(f"wrote {folder / file_name}")
 
 
 @privacy_app.command("report")
@@ -226,7 +230,7 @@ def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central
             verbose: bool = False) -> None:
     """Run the central consumer: MQTT → place log, acknowledging after each commit."""
     _logging(verbose)
-    from vaktpost.broker.consumer import run_central
+    from vaktpost.broker.service import run_central
     from vaktpost.contract.config import ConfigError
     try:
         run_central(config)
@@ -237,7 +241,7 @@ def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central
 @app.command()
 def purge(config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")]) -> None:
     """Apply the central retention now: delete old snapshots, events and dead letters, log it."""
-    from vaktpost.broker.consumer import run_purge
+    from vaktpost.broker.service import run_purge
     from vaktpost.contract.config import ConfigError
     try:
         result = run_purge(config)

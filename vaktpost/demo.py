@@ -56,7 +56,7 @@ def _node_config(node_id: str, camera_id: str, video: Path, port: int, password:
 
 def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = None) -> int:
     from vaktpost.broker.config import CentralConfig
-    from vaktpost.broker.consumer import Consumer
+    from vaktpost.broker.ingest.consumer import Consumer
     from vaktpost.broker.local import LocalBroker
     from vaktpost.broker.places import import_places
     from vaktpost.broker.store import Store

@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox, Row
 
-from vaktpost.contract import topics
-from vaktpost.contract.events import Ack, Heartbeat, Status
+from vaktpost.contract.messages import Ack, Heartbeat, Status
+from vaktpost.contract.topics import Topic
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger("vaktpost.paho")
@@ -89,8 +89,8 @@ class Publisher:
         self.session_expiry = session_expiry
         self.puback_timeout = puback_timeout
         self.username = mqtt_config.username or node_id
-        self.acks_topic = topics.acks(node_id)
-        self.status_topic = topics.status(node_id)
+        self.acks_topic = Topic.acks(node_id)
+        self.status_topic = Topic.status(node_id)
 
         self._lock = threading.Lock()
         self._inflight: dict[int, _Pub] = {}
@@ -186,7 +186,7 @@ class Publisher:
         offline: the next one supersedes it, so there is no point queueing it."""
         if not self.connected:
             return False
-        info = self._publish(topics.heartbeat(self.node_id), hb.model_dump_json().encode(), qos=1)
+        info = self._publish(Topic.heartbeat(self.node_id), hb.model_dump_json().encode(), qos=1)
         return info is not None and info.rc == mqtt.MQTT_ERR_SUCCESS
 
     def counters(self) -> dict[str, int]:

@@ -11,13 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Literal
+from typing import Callable
 
 from vaktpost.edge.geometry import Box, union
 
-from vaktpost.contract.events import Event, EventType, uuid7
-
-Phase = Literal["start", "update", "end"]
+from vaktpost.contract.events import Event, EventType, Phase, uuid7
 
 
 @dataclass(frozen=True)
@@ -81,10 +79,10 @@ class Lifecycle:
                     o.event_id = uuid7(int(o.first_seen.timestamp() * 1000))
                     o.seq = self.next_seq()
                     o.last_sent = t
-                    out.append(Update("start", self._event(o, ended=False)))
+                    out.append(Update(Phase.start, self._event(o, Phase.start)))
             elif t - (o.last_sent or t) >= timedelta(seconds=self.update_interval):
                 o.last_sent = t
-                out.append(Update("update", self._event(o, ended=False)))
+                out.append(Update(Phase.update, self._event(o, Phase.update)))
         return out
 
     def finish(self) -> list[Update]:
@@ -99,13 +97,13 @@ class Lifecycle:
         o, self._open = self._open, None
         if o is None or o.event_id is None:
             return []  # too short to count: never reported
-        return [Update("end", self._event(o, ended=True))]
+        return [Update(Phase.end, self._event(o, Phase.end))]
 
-    def _event(self, o: _Open, *, ended: bool) -> Event:
+    def _event(self, o: _Open, phase: Phase) -> Event:
         i = self.identity
         return Event(
             event_id=o.event_id, seq=o.seq, node_id=i.node_id, camera_id=i.camera_id,
             type=i.type, subtype=i.subtype, zone=o.zone, started_at=o.first_seen,
-            ended_at=o.last_seen if ended else None, confidence=round(o.confidence, 3),
-            region=list(o.region) if o.region else None,
+            ended_at=o.last_seen if phase is Phase.end else None, confidence=round(o.confidence, 3),
+            region=list(o.region) if o.region else None, phase=phase,
         )

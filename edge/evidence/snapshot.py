@@ -21,7 +21,7 @@ wrote, so the picture is unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated
 
 import cv2
@@ -29,6 +29,8 @@ import numpy as np
 from pydantic import Field
 from vaktpost.edge.config.snapshot import SnapshotSettings
 from vaktpost.edge.geometry import Box
+
+from vaktpost.contract.jpeg import EOI, SOF, SOI, SOS, jpeg_spans
 
 if TYPE_CHECKING:
     from vaktpost.edge.evidence.anonymise import Anonymiser
@@ -38,10 +40,7 @@ Channel = Annotated[int, Field(ge=0, le=255)]
 # Markers kept: start/end of image, quantisation and Huffman tables, arithmetic
 # conditioning, restart interval, frame headers (SOF0-15 minus DHT/JPG/DAC codes),
 # start of scan with its entropy-coded data, number of lines.
-SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
-_SOF = {m for m in range(0xC0, 0xD0)} - {0xC4, 0xC8, 0xCC}
-KEEP_MARKERS = frozenset({SOI, EOI, SOS, 0xDB, 0xC4, 0xCC, 0xDD, 0xDC} | _SOF)
-_STANDALONE = frozenset({SOI, EOI, 0x01} | set(range(0xD0, 0xD8)))  # markers without a length field
+KEEP_MARKERS = frozenset({SOI, EOI, SOS, 0xDB, 0xC4, 0xCC, 0xDD, 0xDC} | SOF)
 
 
 class EncodeError(ValueError):
@@ -64,65 +63,6 @@ def downscale(image: np.ndarray, width: int) -> np.ndarray:
 
 
 # --- JPEG -------------------------------------------------------------------------
-
-
-def jpeg_spans(data: bytes) -> Iterator[tuple[int, int, int]]:
-    """(marker, start, end) for each segment of a JPEG, `end` exclusive.
-
-    An SOS segment's range includes the entropy-coded data after it, up to the
-    next marker that is neither a stuffed 0xFF00 nor a restart marker.
-    Raises ValueError on anything that is not a well-formed JPEG.
-    """
-    if data[:2] != b"\xff\xd8":
-        raise ValueError("not a JPEG: no SOI marker at the start")
-    yield SOI, 0, 2
-    pos, n = 2, len(data)
-    while pos < n:
-        if data[pos] != 0xFF:
-            raise ValueError(f"JPEG: expected a marker at byte {pos}")
-        start = pos
-        while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker
-            pos += 1
-        if pos >= n:
-            raise ValueError("JPEG: truncated marker")
-        marker = data[pos]
-        pos += 1
-        if marker == EOI:
-            yield EOI, start, pos
-            return
-        if marker in _STANDALONE:
-            yield marker, start, pos
-            continue
-        if pos + 2 > n:
-            raise ValueError(f"JPEG: truncated segment 0x{marker:02X}")
-        length = int.from_bytes(data[pos : pos + 2], "big")
-        if length < 2:
-            raise ValueError(f"JPEG: segment 0x{marker:02X} at byte {start} has a bad length {length}")
-        if pos + length > n:
-            raise ValueError(f"JPEG: segment 0x{marker:02X} at byte {start} runs past the end")
-        pos += length
-        if marker == SOS:
-            pos = _end_of_scan(data, pos)
-        yield marker, start, pos
-    raise ValueError("JPEG: no EOI marker")
-
-
-def _end_of_scan(data: bytes, pos: int) -> int:
-    """Index of the first marker after entropy-coded data starting at `pos`.
-
-    0xFF00 is a stuffed data byte and RST0-7 markers belong to the scan; any
-    other 0xFF (including fill bytes before the next marker) ends it.
-    """
-    n = len(data)
-    while True:
-        pos = data.find(b"\xff", pos)
-        if pos < 0 or pos + 1 >= n:
-            raise ValueError("JPEG: scan data runs to the end of the file")
-        nxt = data[pos + 1]
-        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
-            pos += 2
-            continue
-        return pos
 
 
 def jpeg_segments(data: bytes) -> list[int]:

@@ -1,4 +1,6 @@
-"""A cheap structural check of the JPEG snapshots nodes send (docs/central.md, "Snapshots").
+"""JPEG structure, shared by node and central: the segment parser (`jpeg_spans`) that
+strips the node's snapshots, and the cheap structural check of the snapshots
+central receives (docs/central.md, "Snapshots").
 
 The consumer does not decode images. It walks the marker segments instead, which is
 enough to refuse what is not a plain baseline/progressive JPEG and, above all,
@@ -11,16 +13,83 @@ where appended files hide.
 
 from __future__ import annotations
 
-from vaktpost.edge.evidence.snapshot import jpeg_spans
+from collections.abc import Iterator
 
 CONTENT_TYPE = "image/jpeg"
 
 SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
 ALLOWED_APP = frozenset({0xE0, 0xEE})  # APP0 JFIF, APP14 Adobe
 # Start-of-frame markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC).
-_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+# Markers without a length field.
+_STANDALONE = frozenset({SOI, EOI, 0x01} | set(range(0xD0, 0xD8)))
 # Never a segment of their own outside a scan: a stuffed zero, TEM and restart markers.
 _UNEXPECTED = frozenset({0x00, 0x01} | set(range(0xD0, 0xD8)))
+
+
+# --- parsing ------------------------------------------------------------------------
+
+
+def jpeg_spans(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """(marker, start, end) for each segment of a JPEG, `end` exclusive.
+
+    An SOS segment's range includes the entropy-coded data after it, up to the
+    next marker that is neither a stuffed 0xFF00 nor a restart marker.
+    Raises ValueError on anything that is not a well-formed JPEG.
+    """
+    if data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG: no SOI marker at the start")
+    yield SOI, 0, 2
+    pos, n = 2, len(data)
+    while pos < n:
+        if data[pos] != 0xFF:
+            raise ValueError(f"JPEG: expected a marker at byte {pos}")
+        start = pos
+        while pos < n and data[pos] == 0xFF:  # fill bytes may precede a marker
+            pos += 1
+        if pos >= n:
+            raise ValueError("JPEG: truncated marker")
+        marker = data[pos]
+        pos += 1
+        if marker == EOI:
+            yield EOI, start, pos
+            return
+        if marker in _STANDALONE:
+            yield marker, start, pos
+            continue
+        if pos + 2 > n:
+            raise ValueError(f"JPEG: truncated segment 0x{marker:02X}")
+        length = int.from_bytes(data[pos : pos + 2], "big")
+        if length < 2:
+            raise ValueError(f"JPEG: segment 0x{marker:02X} at byte {start} has a bad length {length}")
+        if pos + length > n:
+            raise ValueError(f"JPEG: segment 0x{marker:02X} at byte {start} runs past the end")
+        pos += length
+        if marker == SOS:
+            pos = _end_of_scan(data, pos)
+        yield marker, start, pos
+    raise ValueError("JPEG: no EOI marker")
+
+
+def _end_of_scan(data: bytes, pos: int) -> int:
+    """Index of the first marker after entropy-coded data starting at `pos`.
+
+    0xFF00 is a stuffed data byte and RST0-7 markers belong to the scan; any
+    other 0xFF (including fill bytes before the next marker) ends it.
+    """
+    n = len(data)
+    while True:
+        pos = data.find(b"\xff", pos)
+        if pos < 0 or pos + 1 >= n:
+            raise ValueError("JPEG: scan data runs to the end of the file")
+        nxt = data[pos + 1]
+        if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
+            pos += 2
+            continue
+        return pos
+
+
+# --- the central check -------------------------------------------------------------
 
 
 class JpegError(ValueError):
@@ -42,7 +111,7 @@ def check_jpeg(data: bytes, max_bytes: int) -> tuple[int, int]:
     without metadata segments; returns (width, height) from its frame header.
 
     The segments are walked by the same parser that strips the node's snapshots
-    (vaktpost.edge.evidence.snapshot.jpeg_spans); this only judges what it finds."""
+    (`jpeg_spans`); this only judges what it finds."""
     n = len(data)
     if n > max_bytes:
         raise JpegError(f"snapshot of {n} bytes exceeds the limit of {max_bytes} bytes")
@@ -59,7 +128,7 @@ def check_jpeg(data: bytes, max_bytes: int) -> tuple[int, int]:
             if marker == 0xFE or (0xE0 <= marker <= 0xEF and marker not in ALLOWED_APP):
                 raise JpegError(f"metadata segment {_segment_name(marker)} at byte {start} is not allowed "
                                 "in a snapshot")
-            if marker in _SOF:
+            if marker in SOF:
                 size = _frame_size(data, start, end)
             elif marker == SOS:
                 if size is None:

@@ -1,4 +1,6 @@
-"""The central consumer: node messages from MQTT into the place log.
+"""Ingest, steps two and three: batch node messages from MQTT into the place log, then acknowledge.
+
+Parsing is `vaktpost.broker.ingest.parse`; starting the service is `vaktpost.broker.service`.
 
 Delivery (docs/central.md, "Delivery"): the consumer holds a persistent MQTT v5
 session (clean_start false, session expiry) and acknowledges each QoS 1 PUBLISH
@@ -26,162 +28,42 @@ thread runs the retention purge at start and every `retention.purge_interval`.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import queue
-import re
-import signal
-import sys
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
-from vaktpost.broker.config import (
-    DEFAULT_SNAPSHOT_MAX_BYTES,
-    CentralConfig,
-    load_central,
-)
-from vaktpost.broker.places import import_places
+from vaktpost.broker.config import CentralConfig
+from vaktpost.broker.ingest.parse import Parsed, Rejected, Snapshot, ack_id, node_of, parse_message
 from vaktpost.broker.store import PurgeResult, Store, StoreTx, utcnow
 
-from vaktpost.contract import topics
-from vaktpost.contract.config import ConfigError, format_errors
-from vaktpost.contract.events import UUID7_PATTERN, Ack, Event, Heartbeat, Status
-from vaktpost.contract.jpeg import JpegError, check_jpeg
+from vaktpost.contract.events import BaseEvent
+from vaktpost.contract.messages import Ack, Heartbeat, Status
+from vaktpost.contract.topics import CONSUMER_FILTERS, Topic
 
-log = logging.getLogger("vaktpost.broker.consumer")  # also when run as __main__
+log = logging.getLogger(__name__)
 
 BATCH_MAX = 500
 # Snapshots are up to megabytes each: a batch also ends once it holds this many
 # payload bytes, which bounds the size of one transaction.
 BATCH_MAX_BYTES = 64 * 1024 * 1024
-# An oversized snapshot is dead-lettered with only its head: enough to see what it was.
-DEAD_LETTER_HEAD_BYTES = 64 * 1024
 # After a failed purge, try again this soon (or at the normal interval, if shorter).
 PURGE_RETRY_SECONDS = 300.0
 RETRY_MIN_SECONDS = 0.5
 RETRY_MAX_SECONDS = 30.0
-_ROOT_PARTS = topics.ROOT.split("/")
-
-
-# --- parsing (pure) -----------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Rejected:
-    """A message that goes to dead_letters. `event_id`, when the message names one,
-    is the outbox row id acknowledged to the node anyway (an event id, or
-    `<event_id>/snapshot` for a snapshot): its raw bytes are kept centrally, and an
-    unacknowledged poison message would be re-sent by the node forever.
-    `stored_payload`, if set, is kept instead of the raw payload."""
-
-    error: str
-    event_id: str | None = None
-    stored_payload: bytes | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A checked JPEG for the event `event_id` of node `node_id` (from the topic)."""
-
-    node_id: str
-    event_id: str
-    data: bytes = field(repr=False)
-
-    @property
-    def ack_id(self) -> str:
-        return topics.snapshot_row_id(self.event_id)
-
-
-Parsed = Event | Snapshot | Status | Heartbeat | Rejected | None  # None: nothing to store
-_UUID7 = re.compile(UUID7_PATTERN)
-
-
-def _claimed_event_id(payload: bytes) -> str | None:
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    eid = data.get("event_id") if isinstance(data, dict) else None
-    return eid if isinstance(eid, str) and 0 < len(eid) <= 64 else None
-
-
-def _parse_event(node: str, camera: str, payload: bytes) -> Event | Rejected:
-    try:
-        ev = Event.from_payload(payload)
-    except ValidationError as e:
-        return Rejected(f"invalid event: {format_errors(e)}", _claimed_event_id(payload))
-    if ev.node_id != node:
-        # The broker ACL proves who published on this topic; the payload cannot overrule it.
-        return Rejected(f"payload node_id {ev.node_id!r} differs from topic node {node!r}: "
-                        "a node cannot speak for another", ev.event_id)
-    if ev.camera_id is not None and ev.camera_id != camera:
-        return Rejected(f"payload camera_id {ev.camera_id!r} differs from topic camera {camera!r}", ev.event_id)
-    return ev
-
-
-def _parse_node_message(model: type[Status] | type[Heartbeat], node: str, payload: bytes) -> Parsed:
-    if not payload:
-        return None  # an empty retained message only clears the retained status
-    try:
-        msg = model.model_validate_json(payload)
-    except ValidationError as e:
-        return Rejected(f"invalid {model.__name__.lower()}: {format_errors(e)}")
-    if msg.node_id != node:
-        return Rejected(f"payload node_id {msg.node_id!r} differs from topic node {node!r}: "
-                        "a node cannot speak for another")
-    return msg
-
-
-def _parse_snapshot(node: str, event_id: str, payload: bytes, max_bytes: int) -> Snapshot | Rejected:
-    # The node's outbox row is `<topic level>/snapshot` whatever the level holds: ack
-    # that, so a malformed snapshot is not re-sent forever (bounded like event ids).
-    ack = topics.snapshot_row_id(event_id) if 0 < len(event_id) <= 64 else None
-    if not _UUID7.match(event_id):
-        return Rejected(f"snapshot topic names {event_id[:80]!r}, not a UUIDv7 event id", ack)
-    try:
-        check_jpeg(payload, max_bytes)
-    except JpegError as e:
-        head = payload[:DEAD_LETTER_HEAD_BYTES] if len(payload) > max_bytes else None
-        note = f" (dead letter keeps the first {len(head)} bytes)" if head is not None else ""
-        return Rejected(f"invalid snapshot: {e}{note}", ack, head)
-    return Snapshot(node, event_id, payload)
-
-
-def parse_message(topic: str, payload: bytes, *, max_snapshot_bytes: int = DEFAULT_SNAPSHOT_MAX_BYTES) -> Parsed:
-    """What a message on `topic` means; never raises for bad input."""
-    parts = topic.split("/")
-    n = len(_ROOT_PARTS)
-    if parts[:n] != _ROOT_PARTS or len(parts) < n + 2:
-        return Rejected(f"unexpected topic {topic!r}")
-    node, rest = parts[n], parts[n + 1:]
-    if len(rest) == 2 and rest[0] == "events":
-        return _parse_event(node, rest[1], payload)
-    if len(rest) == 2 and rest[0] == "snapshots":
-        return _parse_snapshot(node, rest[1], payload, max_snapshot_bytes)
-    if rest == ["status"]:
-        return _parse_node_message(Status, node, payload)
-    if rest == ["heartbeat"]:
-        return _parse_node_message(Heartbeat, node, payload)
-    return Rejected(f"unexpected topic {topic!r}")
 
 
 def subscriptions(shared_group: str | None) -> list[str]:
-    filters = [topics.ALL_EVENTS, topics.ALL_STATUS, topics.ALL_HEARTBEATS, topics.ALL_SNAPSHOTS]
-    return [f"$share/{shared_group}/{f}" for f in filters] if shared_group else filters
-
-
-# --- consumer -----------------------------------------------------------------------
+    """The consumer's subscription filters, shared within `shared_group` if set."""
+    return [f.shared(shared_group) for f in CONSUMER_FILTERS]
 
 
 @dataclass(frozen=True)
@@ -304,7 +186,7 @@ class Consumer:
     def _send_acks(self, acks: dict[str, list[str]]) -> None:
         for node, ids in acks.items():
             payload = Ack(event_ids=list(dict.fromkeys(ids))).model_dump_json().encode()
-            self._client.publish(topics.acks(node), payload, qos=1)
+            self._client.publish(Topic.acks(node), payload, qos=1)
 
     # -- storing --------------------------------------------------------------------
 
@@ -312,7 +194,7 @@ class Consumer:
         return parse_message(m.topic, m.payload, max_snapshot_bytes=self.config.snapshots.max_bytes)
 
     def _apply(self, tx: StoreTx, m: Inbound, p: Parsed, acks: dict[str, list[str]], counts: dict[str, int]) -> None:
-        if isinstance(p, Event):
+        if isinstance(p, BaseEvent):
             if tx.insert_event(p, topic=m.topic):
                 counts["stored"] += 1
             else:
@@ -327,7 +209,7 @@ class Consumer:
         elif isinstance(p, Rejected):
             tx.dead_letter(m.topic, m.payload if p.stored_payload is None else p.stored_payload, p.error)
             counts["dead_letters"] += 1
-            node = topics.node_of(m.topic)
+            node = node_of(m.topic)
             if p.event_id and node:
                 acks[node].append(p.event_id)
         elif isinstance(p, Status):
@@ -363,7 +245,7 @@ class Consumer:
                     raise TransientDbError(str(e)) from e
                 try:
                     one = self._commit([(m, Rejected(f"database refused message: {e.orig or e}",
-                                                     _ack_id(p)))])
+                                                     ack_id(p)))])
                 except SQLAlchemyError as e2:
                     raise TransientDbError(str(e2)) from e2
             for node, ids in one.items():
@@ -505,73 +387,8 @@ class Consumer:
             self.stop()
 
 
-def _ack_id(p: Parsed) -> str | None:
-    """The outbox row id to acknowledge for `p`, if it names one."""
-    if isinstance(p, Snapshot):
-        return p.ack_id
-    if isinstance(p, (Event, Rejected)):
-        return p.event_id
-    return None
-
-
 def _is_transient(e: DBAPIError) -> bool:
     """Only data and constraint errors are about the message itself. Anything else
     (server down, SQLite locked, missing table, no permission) is the database's
     problem: retry rather than dead-letter good events."""
     return not isinstance(e, (DataError, IntegrityError))
-
-
-# --- service entry point ---------------------------------------------------------------
-
-
-def run_central(config_path: str | Path, stop_event: threading.Event | None = None) -> None:
-    """Load the config, prepare the database, import places, consume until SIGINT/SIGTERM
-    (or `stop_event`). Raises ConfigError for an unusable config or places file."""
-    cfg = load_central(config_path)
-    store = Store(cfg.database)
-    store.create_all()
-    if cfg.places_file is not None:
-        n_places, n_periods = import_places(store, cfg.places_file)
-        log.info("imported %d places and %d camera periods from %s", n_places, n_periods, cfg.places_file)
-    stop = stop_event or threading.Event()
-    previous = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
-    try:
-        Consumer(cfg, store).run(stop)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        store.close()
-
-
-def run_purge(config: CentralConfig | str | Path, now: datetime | None = None) -> PurgeResult:
-    """One retention purge with `config`'s retention settings (for `vaktpost purge`).
-    `config` is a loaded config or the path of one (ConfigError if unusable)."""
-    cfg = config if isinstance(config, CentralConfig) else load_central(config)
-    store = Store(cfg.database)
-    try:
-        store.create_all()
-        r = cfg.retention
-        return store.purge(now or utcnow(), r.snapshots_age, r.events_age)
-    finally:
-        store.close()
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m vaktpost.broker.consumer", description="Vaktpost central consumer")
-    ap.add_argument("--config", required=True, type=Path, help="central YAML config")
-    ap.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
-    args = ap.parse_args(argv)
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        run_central(args.config)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,143 @@
+"""Ingest, step one: what a node message means (pure, no I/O).
+
+`parse_message(topic, payload)` turns one MQTT message into a typed message (an
+event of any accepted version, a checked snapshot, a status, a heartbeat), into
+None (nothing to store), or into a `Rejected` that goes to dead_letters. It never
+raises for bad input. The topic is parsed by the contract's `Topic`; the broker ACL
+proves which node published on it, so the payload cannot claim another node.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from pydantic import ValidationError
+from vaktpost.broker.config import DEFAULT_SNAPSHOT_MAX_BYTES
+
+from vaktpost.contract.config import format_errors
+from vaktpost.contract.events import UUID7_PATTERN, BaseEvent, parse_event
+from vaktpost.contract.jpeg import JpegError, check_jpeg
+from vaktpost.contract.messages import Heartbeat, Status
+from vaktpost.contract.topics import Kind, Topic, TopicError, snapshot_row_id
+
+# An oversized snapshot is dead-lettered with only its head: enough to see what it was.
+DEAD_LETTER_HEAD_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message that goes to dead_letters. `event_id`, when the message names one,
+    is the outbox row id acknowledged to the node anyway (an event id, or
+    `<event_id>/snapshot` for a snapshot): its raw bytes are kept centrally, and an
+    unacknowledged poison message would be re-sent by the node forever.
+    `stored_payload`, if set, is kept instead of the raw payload."""
+
+    error: str
+    event_id: str | None = None
+    stored_payload: bytes | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A checked JPEG for the event `event_id` of node `node_id` (from the topic)."""
+
+    node_id: str
+    event_id: str
+    data: bytes = field(repr=False)
+
+    @property
+    def ack_id(self) -> str:
+        return snapshot_row_id(self.event_id)
+
+
+Parsed = BaseEvent | Snapshot | Status | Heartbeat | Rejected | None  # None: nothing to store
+_UUID7 = re.compile(UUID7_PATTERN)
+
+
+def _claimed_event_id(payload: bytes) -> str | None:
+    try:
+        data = json.loads(payload)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    eid = data.get("event_id") if isinstance(data, dict) else None
+    return eid if isinstance(eid, str) and 0 < len(eid) <= 64 else None
+
+
+def _parse_event(node: str, camera: str, payload: bytes) -> BaseEvent | Rejected:
+    try:
+        ev = parse_event(payload)  # any version the consumer knows (docs/mqtt.md, "Versions")
+    except ValidationError as e:
+        return Rejected(f"invalid event: {format_errors(e)}", _claimed_event_id(payload))
+    if ev.node_id != node:
+        # The broker ACL proves who published on this topic; the payload cannot overrule it.
+        return Rejected(f"payload node_id {ev.node_id!r} differs from topic node {node!r}: "
+                        "a node cannot speak for another", ev.event_id)
+    if ev.camera_id is not None and ev.camera_id != camera:
+        return Rejected(f"payload camera_id {ev.camera_id!r} differs from topic camera {camera!r}", ev.event_id)
+    return ev
+
+
+def _parse_node_message(model: type[Status] | type[Heartbeat], node: str, payload: bytes) -> Parsed:
+    if not payload:
+        return None  # an empty retained message only clears the retained status
+    try:
+        msg = model.model_validate_json(payload)
+    except ValidationError as e:
+        return Rejected(f"invalid {model.__name__.lower()}: {format_errors(e)}")
+    if msg.node_id != node:
+        return Rejected(f"payload node_id {msg.node_id!r} differs from topic node {node!r}: "
+                        "a node cannot speak for another")
+    return msg
+
+
+def _parse_snapshot(node: str, event_id: str, payload: bytes, max_bytes: int) -> Snapshot | Rejected:
+    # The node's outbox row is `<topic level>/snapshot` whatever the level holds: ack
+    # that, so a malformed snapshot is not re-sent forever (bounded like event ids).
+    ack = snapshot_row_id(event_id) if 0 < len(event_id) <= 64 else None
+    if not _UUID7.match(event_id):
+        return Rejected(f"snapshot topic names {event_id[:80]!r}, not a UUIDv7 event id", ack)
+    try:
+        check_jpeg(payload, max_bytes)
+    except JpegError as e:
+        head = payload[:DEAD_LETTER_HEAD_BYTES] if len(payload) > max_bytes else None
+        note = f" (dead letter keeps the first {len(head)} bytes)" if head is not None else ""
+        return Rejected(f"invalid snapshot: {e}{note}", ack, head)
+    return Snapshot(node, event_id, payload)
+
+
+def parse_message(topic: str, payload: bytes, *, max_snapshot_bytes: int = DEFAULT_SNAPSHOT_MAX_BYTES) -> Parsed:
+    """What a message on `topic` means; never raises for bad input."""
+    try:
+        t = Topic.parse(topic)
+    except TopicError as e:
+        return Rejected(f"unexpected topic: {e}")
+    if t.kind is Kind.events and t.leaf is not None:
+        return _parse_event(t.node_id, t.leaf, payload)
+    if t.kind is Kind.snapshots and t.leaf is not None:
+        return _parse_snapshot(t.node_id, t.leaf, payload, max_snapshot_bytes)
+    if t.kind is Kind.status:
+        return _parse_node_message(Status, t.node_id, payload)
+    if t.kind is Kind.heartbeat:
+        return _parse_node_message(Heartbeat, t.node_id, payload)
+    return Rejected(f"unexpected topic: the consumer does not read {t.kind} ({topic!r})")
+
+
+def node_of(topic: str) -> str | None:
+    """The node a topic belongs to, if it is a topic of the tree."""
+    try:
+        return Topic.parse(topic).node_id
+    except TopicError:
+        return None
+
+
+
+
+def ack_id(p: Parsed) -> str | None:
+    """The outbox row id to acknowledge for `p`, if it names one."""
+    if isinstance(p, Snapshot):
+        return p.ack_id
+    if isinstance(p, (BaseEvent, Rejected)):
+        return p.event_id
+    return None
