@@ -43,6 +43,9 @@ log = logging.getLogger(__name__)
 # exceed a frame period, or every frame would look like a new incident.
 _TAMPER_UPDATE_SECONDS = 60.0
 _TAMPER_GAP_SECONDS = 1.0
+# A lost signal is checked whenever the node waits for frames, at no fixed interval: no
+# gap between checks may end it (one outage, one event); the next frame does.
+_SIGNAL_LOST_GAP_SECONDS = float("inf")
 
 
 def zone_at(zones, x: float, y: float) -> str | None:
@@ -79,8 +82,9 @@ class CameraPipeline:
         self.tracks: list = []
         self.tamper = TamperDetector(camera.tamper, camera.privacy_masks)
         self.tamper_events = {
-            sub: Lifecycle(EventIdentity(node_id, camera.id, EventType.tamper, sub), next_seq,
-                           0.0, _TAMPER_GAP_SECONDS, _TAMPER_UPDATE_SECONDS)
+            sub: Lifecycle(EventIdentity(node_id, camera.id, EventType.tamper, sub), next_seq, 0.0,
+                           _SIGNAL_LOST_GAP_SECONDS if sub == "signal_lost" else _TAMPER_GAP_SECONDS,
+                           _TAMPER_UPDATE_SECONDS)
             for sub in TAMPER_SUBTYPES
         }
         self.scene = SceneChangeDetector(camera.scene_change)
@@ -142,8 +146,10 @@ class CameraPipeline:
         self._tampered = state.incident is not None or state.candidate is not None
         ups: list[Update] = []
         for sub, lc in self.tamper_events.items():
-            # A frame arrived, so signal_lost (if running) ends here too.
-            ups += lc.step(t, state.incident == sub, confidence=state.confidence)
+            if sub == "signal_lost":
+                ups += lc.end(t)  # a frame arrived: the signal is back
+            else:
+                ups += lc.step(t, state.incident == sub, confidence=state.confidence)
         return ups
 
     def _scene_change(self, frame: np.ndarray, t: datetime, motion: MotionResult) -> list[Update]:

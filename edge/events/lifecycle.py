@@ -68,7 +68,8 @@ class Lifecycle:
         """Feed one observation at time `t` (timezone-aware)."""
         out: list[Update] = []
         o = self._open
-        if o is not None and t - o.last_seen > timedelta(seconds=self.merge_gap):
+        # Seconds as floats: merge_gap may be infinite (an event ended only by `end`).
+        if o is not None and (t - o.last_seen).total_seconds() > self.merge_gap:
             out += self._close()
             o = None
         if active:
@@ -94,6 +95,12 @@ class Lifecycle:
 
     def finish(self) -> list[Update]:
         """End the running event now (source ended, node stopping)."""
+        return self._close()
+
+    def end(self, t: datetime) -> list[Update]:
+        """End the running event at `t`: the condition is known to be over (e.g. frames returned)."""
+        if self._open is not None:
+            self._open.last_seen = max(self._open.last_seen, t)
         return self._close()
 
     @property
