@@ -13,13 +13,14 @@ from vaktpost.edge.config import Camera, NodeConfig
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
 from vaktpost.edge.detectors import NullDetector
+from vaktpost.edge.events.factory import health_event, restate
 from vaktpost.edge.events.lifecycle import Update
 from vaktpost.edge.health import FpsMeter, cpu_temperature
 from vaktpost.edge.modelfile import ModelError
 from vaktpost.edge.pipeline import CameraPipeline
 
 from vaktpost.contract import topics
-from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
+from vaktpost.contract.events import Event, Heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -50,10 +51,8 @@ class Node:
         if updates:
             self.publisher.notify()
 
-    def _health(self, camera_id: str, subtype: str, started: datetime) -> Event:
-        return Event(event_id=uuid7(int(started.timestamp() * 1000)), seq=self.outbox.next_seq(),
-                     node_id=self.node_id, camera_id=camera_id, type=EventType.health,
-                     subtype=subtype, started_at=started, confidence=1.0)
+    def _health(self, camera_id: str, subtype: str, at: datetime, *, lasting: bool = False) -> Event:
+        return health_event(self.node_id, camera_id, subtype, self.outbox.next_seq, at, lasting=lasting)
 
     # -- cameras ------------------------------------------------------------
     def _run_camera(self, cam: Camera, stop: threading.Event) -> None:
@@ -62,8 +61,7 @@ class Node:
         except ModelError as e:
             # Motion, tamper and scene change still work without the person detector.
             log.error("camera %s: person detector unavailable: %s", cam.id, e)
-            self.emit(cam.id, [self._health(cam.id, "detector_unavailable", utcnow()).model_copy(
-                update={"ended_at": utcnow()})])
+            self.emit(cam.id, [self._health(cam.id, "detector_unavailable", utcnow())])
             pipeline = CameraPipeline(self.node_id, cam, self.outbox.next_seq, self.config.node.timezone,
                                       detector=NullDetector())
         meter = self.meters[cam.id]
@@ -84,12 +82,12 @@ class Node:
                         break
                     self.emit(cam.id, pipeline.idle(now))
                     if lost is None and time.monotonic() - last_frame_at >= cam.lost_after_seconds:
-                        lost = self._health(cam.id, "camera_lost", now)
+                        lost = self._health(cam.id, "camera_lost", now, lasting=True)
                         log.error("camera %s: no frames for %.0f s", cam.id, cam.lost_after_seconds)
                         self.emit(cam.id, [lost])
                     continue
                 if lost is not None:
-                    self.emit(cam.id, [lost.model_copy(update={"ended_at": now})])
+                    self.emit(cam.id, [restate(lost, ended_at=now)])
                     log.info("camera %s: frames again", cam.id)
                     lost = None
                 meter.frame(dropped=frame.number - last_number - 1)
@@ -104,7 +102,7 @@ class Node:
         finally:
             self.emit(cam.id, pipeline.finish())
             if lost is not None:
-                self.emit(cam.id, [lost.model_copy(update={"ended_at": utcnow()})])
+                self.emit(cam.id, [restate(lost, ended_at=utcnow())])
             source.stop()
 
     def heartbeat(self) -> Heartbeat:

@@ -29,12 +29,13 @@ from vaktpost.edge.config import Camera
 from vaktpost.edge.detectors import Detector
 from vaktpost.edge.detectors.factory import create_detector
 from vaktpost.edge.detectors.regions import RegionDetector
-from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
+from vaktpost.edge.events.factory import EventIdentity, health_event, new_event, restate
+from vaktpost.edge.events.lifecycle import Lifecycle, Update
 from vaktpost.edge.evidence.anonymise import AnonymiseError, Anonymiser
 from vaktpost.edge.evidence.snapshot import EncodeError, make_snapshot
 from vaktpost.edge.privacy.masks import PrivacyMasker
 
-from vaktpost.contract.events import Event, EventType, uuid7
+from vaktpost.contract.events import EventType
 
 log = logging.getLogger(__name__)
 
@@ -160,12 +161,11 @@ class CameraPipeline:
         if change is None:
             return []
         started = t - timedelta(seconds=max(0.0, change.t - change.first_seen))
-        ev = Event(event_id=uuid7(int(started.timestamp() * 1000)), seq=self.next_seq(), node_id=self.node_id,
-                   camera_id=self.camera.id, type=EventType.scene_change, subtype=change.subtype,
-                   zone=zone_at(self.camera.zones, (change.region[0] + change.region[2]) / 2,
-                                (change.region[1] + change.region[3]) / 2),
-                   started_at=started, ended_at=t, confidence=round(change.confidence, 3),
-                   region=list(change.region))
+        identity = EventIdentity(self.node_id, self.camera.id, EventType.scene_change, change.subtype)
+        ev = new_event(identity, self.next_seq, started, ended_at=t, confidence=change.confidence,
+                       zone=zone_at(self.camera.zones, (change.region[0] + change.region[2]) / 2,
+                                    (change.region[1] + change.region[3]) / 2),
+                       region=change.region)
         return [Update("end", ev)]  # a lasting change is one message: it has happened
 
     # -- snapshots -------------------------------------------------------------
@@ -185,7 +185,7 @@ class CameraPipeline:
                 self._snapshot_state[ev.event_id] = state
             if u.phase == "end":
                 self._snapshot_state.pop(ev.event_id, None)
-            out.append(Update(u.phase, ev.model_copy(update=state) if state else ev, snap))
+            out.append(Update(u.phase, restate(ev, **state) if state else ev, snap))
             if state.get("snapshot") == "withheld" and state["snapshot_withheld"] not in self._reported_withheld:
                 self._reported_withheld.add(state["snapshot_withheld"])
                 out.append(self._health("snapshot_withheld", t))
@@ -205,7 +205,4 @@ class CameraPipeline:
         return data, {"snapshot": "attached"}
 
     def _health(self, subtype: str, t: datetime) -> Update:
-        ev = Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=self.next_seq(), node_id=self.node_id,
-                   camera_id=self.camera.id, type=EventType.health, subtype=subtype,
-                   started_at=t, ended_at=t, confidence=1.0)
-        return Update("end", ev)
+        return Update("end", health_event(self.node_id, self.camera.id, subtype, self.next_seq, t))

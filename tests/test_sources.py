@@ -92,24 +92,31 @@ def test_reconnects_with_backoff_and_reports_state():
 
 def test_camera_that_disappears_gives_a_health_event_not_a_crash(tmp_path):
     # Nothing listens on this RTSP port and no broker is reachable either: the node keeps
-    # running, reports the camera as lost, and spools the health event.
+    # running, reports the camera as lost, and spools the health event. Its person
+    # detector's model is missing too: reported once, and the camera runs without it.
     cfg = parse({
         "node": {"id": "node-a"},
         "mqtt": {"host": "127.0.0.1", "port": free_port(), "password": "x"},
         "spool": {"path": str(tmp_path / "outbox.db")},
         "cameras": [{"id": "gate", "source": f"rtsp://127.0.0.1:{free_port()}/live", "lost_after_seconds": 1,
-                     "reconnect_max_seconds": 1}],
+                     "reconnect_max_seconds": 1,
+                     "detector": {"kind": "ssd", "model": str(tmp_path / "missing.onnx"),
+                                  "model_sha256": "0" * 64}}],
     })
     node = Node(cfg)
     stop = threading.Event()
     runner = threading.Thread(target=node.run, args=(stop,), kwargs={"drain_timeout": 0})
     runner.start()
     try:
-        wait_until(lambda: node.outbox.depth() >= 1, 30, message="health event spooled")
+        wait_until(lambda: node.outbox.depth() >= 2, 30, message="health events spooled")
         assert runner.is_alive()
     finally:
         stop.set()
         runner.join(20)
     events = [Event.from_payload(r.payload) for r in node.outbox.rows()]
-    assert [(e.type, e.subtype, e.camera_id) for e in events] == [("health", "camera_lost", "gate")]
-    assert events[0].ended_at is not None, "closed when the node stopped"
+    assert [(e.type, e.subtype, e.camera_id) for e in events] == [
+        ("health", "detector_unavailable", "gate"), ("health", "camera_lost", "gate")]
+    # One rule for health events: a moment has ended_at == started_at, a condition ends when it clears.
+    unavailable, lost = events
+    assert unavailable.ended_at == unavailable.started_at
+    assert lost.ended_at is not None and lost.ended_at > lost.started_at, "closed when the node stopped"

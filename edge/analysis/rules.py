@@ -33,7 +33,8 @@ from vaktpost.edge.analysis.schedule import is_armed
 from vaktpost.edge.analysis.track import Box
 from vaktpost.edge.config import Zone
 from vaktpost.edge.config.rules import RulesSettings
-from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
+from vaktpost.edge.events.factory import EventIdentity
+from vaktpost.edge.events.lifecycle import Lifecycle, Update
 
 from vaktpost.contract.events import EventType
 

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable, Literal
 
-from vaktpost.contract.events import Event, EventType, uuid7
+from vaktpost.edge.events.factory import EventIdentity, new_event, restate
+
+from vaktpost.contract.events import Event
 
 Box = tuple[float, float, float, float]
 Phase = Literal["start", "update", "end"]
@@ -24,14 +26,6 @@ class Update:
     phase: Phase
     event: Event
     snapshot: bytes | None = None  # anonymised JPEG for this event, at most once per event
-
-
-@dataclass(frozen=True)
-class EventIdentity:
-    node_id: str
-    camera_id: str
-    type: EventType
-    subtype: str | None = None
 
 
 def union(a: Box | None, b: Box) -> Box:
@@ -47,8 +41,7 @@ class _Open:
     region: Box | None
     confidence: float
     zone: str | None
-    event_id: str | None = None  # set once the event has started
-    seq: int | None = None
+    first: Event | None = None  # the start message, once the event has started
     last_sent: datetime | None = None
 
 
@@ -82,12 +75,12 @@ class Lifecycle:
                     o.region = union(o.region, region)
                 o.confidence = max(o.confidence, confidence)
                 o.zone = o.zone or zone
-            if o.event_id is None:
+            if o.first is None:
                 if t - o.first_seen >= timedelta(seconds=self.min_duration):
-                    o.event_id = uuid7(int(o.first_seen.timestamp() * 1000))
-                    o.seq = self.next_seq()
+                    o.first = new_event(self.identity, self.next_seq, o.first_seen, confidence=o.confidence,
+                                        zone=o.zone, region=o.region)
                     o.last_sent = t
-                    out.append(Update("start", self._event(o, ended=False)))
+                    out.append(Update("start", o.first))
             elif t - (o.last_sent or t) >= timedelta(seconds=self.update_interval):
                 o.last_sent = t
                 out.append(Update("update", self._event(o, ended=False)))
@@ -105,19 +98,15 @@ class Lifecycle:
 
     @property
     def running(self) -> bool:
-        return self._open is not None and self._open.event_id is not None
+        return self._open is not None and self._open.first is not None
 
     def _close(self) -> list[Update]:
         o, self._open = self._open, None
-        if o is None or o.event_id is None:
+        if o is None or o.first is None:
             return []  # too short to count: never reported
         return [Update("end", self._event(o, ended=True))]
 
     def _event(self, o: _Open, *, ended: bool) -> Event:
-        i = self.identity
-        return Event(
-            event_id=o.event_id, seq=o.seq, node_id=i.node_id, camera_id=i.camera_id,
-            type=i.type, subtype=i.subtype, zone=o.zone, started_at=o.first_seen,
-            ended_at=o.last_seen if ended else None, confidence=round(o.confidence, 3),
-            region=list(o.region) if o.region else None,
-        )
+        assert o.first is not None
+        return restate(o.first, ended_at=o.last_seen if ended else None, confidence=o.confidence,
+                       zone=o.zone, region=o.region)
