@@ -74,8 +74,11 @@ def _stop_on_signals() -> threading.Event:
 # -- node ------------------------------------------------------------------
 @config_app.command("check")
 def config_check(file: Path) -> None:
-    """Validate a node config; errors name the key and the problem."""
+    """Validate a node config and the files it names; errors name the key and the problem."""
+    from vaktpost.edge.config import missing_files
     cfg = _node_config(file)
+    if missing := missing_files(cfg):
+        raise _fail(f"{file}:\n" + "\n".join(missing))
     out.print(escape(f"{file}: OK — node {cfg.node.id}, {len(cfg.cameras)} camera(s): "
                      + ", ".join(f"{c.id} ({len(c.zones)} zones)" for c in cfg.cameras)))
 
