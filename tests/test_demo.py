@@ -15,6 +15,7 @@ from vaktpost.edge.evidence.snapshot import jpeg_segments
 from vaktpost.demo import run_demo
 
 
+@pytest.mark.slow
 def test_demo_logs_intrusions_a_scene_change_and_anonymised_snapshots(tmp_path: Path) -> None:
     out = io.StringIO()
     assert run_demo(tmp_path, nodes=2, console=Console(file=out, width=200)) == 0

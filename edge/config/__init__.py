@@ -14,7 +14,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, field_validator, model_validator
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.config.motion import MotionSection
 from vaktpost.edge.config.rules import RulesSettings
@@ -128,6 +128,15 @@ class Camera(Strict):
     id: Ident
     source: str | int = Field(description="Video file, V4L2 index or /dev/videoN, rtsp:// or http:// URL")
     fps: float = Field(5.0, gt=0, le=60, description="Processing rate; frames are dropped, not queued")
+    pace: bool = Field(
+        True,
+        description="File sources only. true: play the file at its native rate, like a camera, each frame "
+        "stamped with the clock when it is read. false: play it as fast as analysis goes, analysing every "
+        "frame due at `fps` (none dropped) and stamping it with start_time + its time in the file, so a run "
+        "is repeatable (tests, replays of recordings)",
+    )
+    start_time: AwareDatetime | None = Field(
+        None, description="With pace: false, the time of the file's first frame (default: when the node starts)")
     privacy_masks: list[Polygon] = Field(default_factory=list, description="Blanked before any analysis")
     motion_masks: list[Polygon] = Field(default_factory=list, description="Ignored by motion detection")
     zones: list[Zone] = Field(default_factory=list)
