@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -227,6 +228,19 @@ def normalise_url(url: str) -> str:
     if u.drivername in ("postgresql", "postgres"):
         u = u.set(drivername="postgresql+psycopg")
     return u.render_as_string(hide_password=False)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind a file-backed SQLite URL; None for other databases and in-memory ones."""
+    u = make_url(url)
+    if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
+        return None
+    return None if u.database.startswith("file:") else Path(u.database)
+
+
+def display_url(url: str) -> str:
+    """`url` fit for a message: the password hidden."""
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):

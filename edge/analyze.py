@@ -12,9 +12,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
-from vaktpost.edge.capture.sources import SourceError, open_source
+from vaktpost.edge.capture.sources import SourceError, open_source, sampled_frames
 from vaktpost.edge.config import Camera, NodeConfig
 from vaktpost.edge.pipeline import CameraPipeline
 
@@ -31,25 +31,6 @@ class AnalyzeResult:
 
     def counts(self) -> Counter:
         return Counter(e.type.value for e in self.events)
-
-
-def sampled_frames(video: Path, fps: float) -> Iterator[tuple[int, float, object]]:
-    """(index, seconds since frame 0, image) for the frames due at the processing rate."""
-    src = open_source(str(video))
-    native = src.fps or fps
-    last_slot = -1
-    try:
-        for i in itertools.count():
-            img = src.read()
-            if img is None:
-                return
-            t = i / native
-            # One frame per 1/fps slot; the rest is what a live node would drop.
-            slot = int(t * fps + 1e-6)
-            yield i, t, (img if slot != last_slot else None)
-            last_slot = slot
-    finally:
-        src.close()
 
 
 def frame_total(video: Path) -> int | None:

@@ -6,19 +6,21 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
-from vaktpost.edge.capture.sources import LatestFrame, describe
-from vaktpost.edge.config import Camera, NodeConfig
+from vaktpost.edge.capture.sources import LatestFrame, SourceError, describe, sampled_frames
+from vaktpost.edge.config import Camera, NodeConfig, source_file
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
 from vaktpost.edge.detectors import NullDetector
+from vaktpost.edge.events.factory import health_event, restate
 from vaktpost.edge.events.lifecycle import Update
 from vaktpost.edge.health import FpsMeter, cpu_temperature
 from vaktpost.edge.modelfile import ModelError
 from vaktpost.edge.pipeline import CameraPipeline
 
-from vaktpost.contract.events import Event, EventType, Phase, uuid7
+from vaktpost.contract.events import Event
 from vaktpost.contract.messages import Heartbeat
 from vaktpost.contract.topics import Topic
 
@@ -51,22 +53,51 @@ class Node:
         if updates:
             self.publisher.notify()
 
-    def _health(self, camera_id: str, subtype: str, started: datetime) -> Event:
-        return Event(event_id=uuid7(int(started.timestamp() * 1000)), seq=self.outbox.next_seq(),
-                     node_id=self.node_id, camera_id=camera_id, type=EventType.health,
-                     subtype=subtype, started_at=started, confidence=1.0, phase=Phase.start)
+    def _health(self, camera_id: str, subtype: str, at: datetime, *, lasting: bool = False) -> Event:
+        return health_event(self.node_id, camera_id, subtype, self.outbox.next_seq, at, lasting=lasting)
 
     # -- cameras ------------------------------------------------------------
-    def _run_camera(self, cam: Camera, stop: threading.Event) -> None:
+    def _pipeline(self, cam: Camera) -> CameraPipeline:
         try:
-            pipeline = CameraPipeline(self.node_id, cam, self.outbox.next_seq, self.config.node.timezone)
+            return CameraPipeline(self.node_id, cam, self.outbox.next_seq, self.config.node.timezone)
         except ModelError as e:
             # Motion, tamper and scene change still work without the person detector.
             log.error("camera %s: person detector unavailable: %s", cam.id, e)
-            self.emit(cam.id, [self._health(cam.id, "detector_unavailable", utcnow()).model_copy(
-                update={"ended_at": utcnow(), "phase": Phase.end})])
-            pipeline = CameraPipeline(self.node_id, cam, self.outbox.next_seq, self.config.node.timezone,
-                                      detector=NullDetector())
+            self.emit(cam.id, [self._health(cam.id, "detector_unavailable", utcnow())])
+            return CameraPipeline(self.node_id, cam, self.outbox.next_seq, self.config.node.timezone,
+                                  detector=NullDetector())
+
+    def _run_camera(self, cam: Camera, stop: threading.Event) -> None:
+        pipeline = self._pipeline(cam)
+        try:
+            file = source_file(cam.source)
+            if file is not None and not cam.pace:
+                self._play_file(cam, file, pipeline, stop)
+            else:
+                self._run_live(cam, pipeline, stop)
+        finally:
+            self.emit(cam.id, pipeline.finish())
+
+    def _play_file(self, cam: Camera, file: Path, pipeline: CameraPipeline, stop: threading.Event) -> None:
+        """`pace: false`: every frame due at `fps`, as fast as analysis goes, on the file's own clock."""
+        t0 = cam.start_time or utcnow()
+        meter = self.meters[cam.id]
+        try:
+            for index, t, image in sampled_frames(file, cam.fps):
+                if stop.is_set():
+                    break
+                if image is None:
+                    continue
+                meter.frame()
+                try:
+                    self.emit(cam.id, pipeline.process(image, t0 + timedelta(seconds=t)))
+                except Exception:  # one bad frame must not stop the camera
+                    log.exception("camera %s: frame %d could not be analysed", cam.id, index)
+        except SourceError as e:
+            log.error("camera %s: %s", cam.id, e)
+        log.info("camera %s: %s ended", cam.id, describe(cam.source))
+
+    def _run_live(self, cam: Camera, pipeline: CameraPipeline, stop: threading.Event) -> None:
         meter = self.meters[cam.id]
         source = LatestFrame(cam.source, max_backoff=cam.reconnect_max_seconds,
                              on_state=lambda lost, why: log.warning("camera %s: %s", cam.id, why)).start()
@@ -85,12 +116,12 @@ class Node:
                         break
                     self.emit(cam.id, pipeline.idle(now))
                     if lost is None and time.monotonic() - last_frame_at >= cam.lost_after_seconds:
-                        lost = self._health(cam.id, "camera_lost", now)
+                        lost = self._health(cam.id, "camera_lost", now, lasting=True)
                         log.error("camera %s: no frames for %.0f s", cam.id, cam.lost_after_seconds)
                         self.emit(cam.id, [lost])
                     continue
                 if lost is not None:
-                    self.emit(cam.id, [lost.model_copy(update={"ended_at": now, "phase": Phase.end})])
+                    self.emit(cam.id, [restate(lost, ended_at=now)])
                     log.info("camera %s: frames again", cam.id)
                     lost = None
                 meter.frame(dropped=frame.number - last_number - 1)
@@ -103,9 +134,8 @@ class Node:
                 # Hold the processing rate; frames arriving meanwhile are dropped.
                 stop.wait(max(0.0, period - (time.monotonic() - tick)))
         finally:
-            self.emit(cam.id, pipeline.finish())
             if lost is not None:
-                self.emit(cam.id, [lost.model_copy(update={"ended_at": utcnow(), "phase": Phase.end})])
+                self.emit(cam.id, [restate(lost, ended_at=utcnow())])
             source.stop()
 
     def heartbeat(self) -> Heartbeat:
@@ -145,10 +175,11 @@ class Node:
             cameras_stop.set()
             for t in threads:
                 t.join(timeout=10)
-            # Give the consumer a moment to acknowledge what is still in flight;
-            # whatever stays unacknowledged is kept in the outbox for next time.
+            # Give the consumer a moment to acknowledge what is still in flight, also when the
+            # connection is still (re)starting: a file played unpaced may end before the first
+            # connect. Whatever stays unacknowledged is kept in the outbox for next time.
             deadline = time.monotonic() + drain_timeout
-            while self.outbox.depth() and time.monotonic() < deadline and self.publisher.connected:
+            while self.outbox.depth() and time.monotonic() < deadline:
                 time.sleep(0.1)
             self.publisher.heartbeat(self.heartbeat())
             self.publisher.stop()

@@ -28,13 +28,14 @@ from vaktpost.edge.config import Camera
 from vaktpost.edge.detectors import Detector
 from vaktpost.edge.detectors.factory import create_detector
 from vaktpost.edge.detectors.regions import RegionDetector
-from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
+from vaktpost.edge.events.factory import EventIdentity, health_event, new_event, restate
+from vaktpost.edge.events.lifecycle import Lifecycle, Update
 from vaktpost.edge.evidence.anonymise import AnonymiseError, Anonymiser
 from vaktpost.edge.evidence.snapshot import EncodeError, make_snapshot
 from vaktpost.edge.geometry import zone_at
 from vaktpost.edge.privacy.masks import PrivacyMasker
 
-from vaktpost.contract.events import Event, EventType, Phase, WithheldReason, uuid7
+from vaktpost.contract.events import EventType, Phase, WithheldReason
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 # exceed a frame period, or every frame would look like a new incident.
 _TAMPER_UPDATE_SECONDS = 60.0
 _TAMPER_GAP_SECONDS = 1.0
+# A lost signal is checked whenever the node waits for frames, at no fixed interval: no
+# gap between checks may end it (one outage, one event); the next frame does.
+_SIGNAL_LOST_GAP_SECONDS = float("inf")
 
 
 class CameraPipeline:
@@ -70,8 +74,9 @@ class CameraPipeline:
         self.tracks: list = []
         self.tamper = TamperDetector(camera.tamper, camera.privacy_masks)
         self.tamper_events = {
-            sub: Lifecycle(EventIdentity(node_id, camera.id, EventType.tamper, sub), next_seq,
-                           0.0, _TAMPER_GAP_SECONDS, _TAMPER_UPDATE_SECONDS)
+            sub: Lifecycle(EventIdentity(node_id, camera.id, EventType.tamper, sub), next_seq, 0.0,
+                           _SIGNAL_LOST_GAP_SECONDS if sub == "signal_lost" else _TAMPER_GAP_SECONDS,
+                           _TAMPER_UPDATE_SECONDS)
             for sub in TAMPER_SUBTYPES
         }
         self.scene = SceneChangeDetector(camera.scene_change)
@@ -133,8 +138,10 @@ class CameraPipeline:
         self._tampered = state.incident is not None or state.candidate is not None
         ups: list[Update] = []
         for sub, lc in self.tamper_events.items():
-            # A frame arrived, so signal_lost (if running) ends here too.
-            ups += lc.step(t, state.incident == sub, confidence=state.confidence)
+            if sub == "signal_lost":
+                ups += lc.end(t)  # a frame arrived: the signal is back
+            else:
+                ups += lc.step(t, state.incident == sub, confidence=state.confidence)
         return ups
 
     def _scene_change(self, frame: np.ndarray, t: datetime, motion: MotionResult) -> list[Update]:
@@ -145,12 +152,11 @@ class CameraPipeline:
         if change is None:
             return []
         started = t - timedelta(seconds=max(0.0, change.t - change.first_seen))
-        ev = Event(event_id=uuid7(int(started.timestamp() * 1000)), seq=self.next_seq(), node_id=self.node_id,
-                   camera_id=self.camera.id, type=EventType.scene_change, subtype=change.subtype,
-                   zone=zone_at(self.camera.zones, (change.region[0] + change.region[2]) / 2,
-                                (change.region[1] + change.region[3]) / 2),
-                   started_at=started, ended_at=t, confidence=round(change.confidence, 3),
-                   region=list(change.region), phase=Phase.end)
+        identity = EventIdentity(self.node_id, self.camera.id, EventType.scene_change, change.subtype)
+        ev = new_event(identity, self.next_seq, started, ended_at=t, confidence=change.confidence,
+                       zone=zone_at(self.camera.zones, (change.region[0] + change.region[2]) / 2,
+                                    (change.region[1] + change.region[3]) / 2),
+                       region=change.region)
         return [Update(Phase.end, ev)]  # a lasting change is one message: it has happened
 
     # -- snapshots -------------------------------------------------------------
@@ -170,7 +176,7 @@ class CameraPipeline:
                 self._snapshot_state[ev.event_id] = state
             if u.phase == "end":
                 self._snapshot_state.pop(ev.event_id, None)
-            out.append(Update(u.phase, ev.model_copy(update=state) if state else ev, snap))
+            out.append(Update(u.phase, restate(ev, **state) if state else ev, snap))
             if state.get("snapshot") == "withheld" and state["snapshot_withheld"] not in self._reported_withheld:
                 self._reported_withheld.add(state["snapshot_withheld"])
                 out.append(self._health("snapshot_withheld", t))
@@ -190,7 +196,4 @@ class CameraPipeline:
         return data, {"snapshot": "attached"}
 
     def _health(self, subtype: str, t: datetime) -> Update:
-        ev = Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=self.next_seq(), node_id=self.node_id,
-                   camera_id=self.camera.id, type=EventType.health, subtype=subtype,
-                   started_at=t, ended_at=t, confidence=1.0, phase=Phase.end)
-        return Update(Phase.end, ev)
+        return Update(Phase.end, health_event(self.node_id, self.camera.id, subtype, self.next_seq, t))

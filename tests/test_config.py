@@ -85,7 +85,9 @@ def test_load_reports_unreadable_and_invalid_yaml(tmp_path):
 
 def test_cli_config_check_exit_codes(tmp_path):
     good = tmp_path / "good.yaml"
-    good.write_text(example_yaml())
+    good.write_text(example_yaml().replace("/etc/vaktpost/", f"{tmp_path}/"))  # files it names exist
+    (tmp_path / "mqtt-password").write_text("secret\n")
+    (tmp_path / "ca.crt").write_text("x\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(base(fps=-1)))
     run = lambda f: subprocess.run([sys.executable, "-m", "vaktpost.cli", "config", "check", str(f)],
@@ -125,3 +127,47 @@ def test_a_concave_polygon_and_one_with_a_repeated_closing_point_are_fine():
     closed = [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.1]]
     cfg = parse(base(zones=[{"name": "c", "polygon": concave}], privacy_masks=[closed]))
     assert cfg.cameras[0].zones[0].polygon == concave
+
+
+def node_with_files(tmp_path) -> tuple:
+    """A config in conf/ naming files by relative paths, and a working directory elsewhere."""
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    data = {
+        "node": {"id": "node-a"},
+        "mqtt": {"password_file": "secrets/pw", "tls": {"ca_file": "ca.pem"}},
+        "spool": {"path": "spool/outbox.db"},
+        "cameras": [{"id": "yard", "source": "clips/yard.avi"}, {"id": "gate", "source": "rtsp://cam/1"},
+                    {"id": "hall", "source": 0}, {"id": "door", "source": "/dev/video1"}],
+    }
+    (conf / "node.yaml").write_text(yaml.safe_dump(data))
+    return conf, elsewhere
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
+    conf, elsewhere = node_with_files(tmp_path)
+    monkeypatch.chdir(elsewhere)
+    cfg = load("../conf/node.yaml")
+    assert cfg.spool.path == conf / "spool/outbox.db"
+    assert cfg.mqtt.password_file == conf / "secrets/pw"
+    assert cfg.mqtt.tls.ca_file == conf / "ca.pem"
+    assert [c.source for c in cfg.cameras] == [str(conf / "clips/yard.avi"), "rtsp://cam/1", 0, "/dev/video1"]
+
+
+def test_config_check_reports_missing_files_but_not_devices_or_urls(tmp_path):
+    conf, elsewhere = node_with_files(tmp_path)
+    check = lambda: subprocess.run([sys.executable, "-m", "vaktpost.cli", "config", "check", str(conf / "node.yaml")],
+                                   capture_output=True, text=True, cwd=elsewhere)
+    run = check()
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"mqtt.password_file: {conf / 'secrets/pw'}: no such file" in run.stderr
+    assert f"mqtt.tls.ca_file: {conf / 'ca.pem'}: no such file" in run.stderr
+    assert f"cameras[0].source: {conf / 'clips/yard.avi'}: no such file" in run.stderr
+    assert "cameras[1]" not in run.stderr and "cameras[2]" not in run.stderr and "cameras[3]" not in run.stderr
+    for f in ("secrets/pw", "ca.pem", "clips/yard.avi"):
+        (conf / f).parent.mkdir(exist_ok=True)
+        (conf / f).write_text("x\n")
+    run = check()
+    assert run.returncode == 0 and "OK" in run.stdout, run.stderr

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import tempfile
 from pathlib import Path
+
+import pytest
 
 from rich.console import Console
 from vaktpost.broker.store import Store
@@ -12,6 +15,7 @@ from vaktpost.edge.evidence.snapshot import jpeg_segments
 from vaktpost.demo import run_demo
 
 
+@pytest.mark.slow
 def test_demo_logs_intrusions_a_scene_change_and_anonymised_snapshots(tmp_path: Path) -> None:
     out = io.StringIO()
     assert run_demo(tmp_path, nodes=2, console=Console(file=out, width=200)) == 0
@@ -33,3 +37,14 @@ def test_demo_logs_intrusions_a_scene_change_and_anonymised_snapshots(tmp_path: 
     for f in files:
         markers = jpeg_segments(f.read_bytes())
         assert not set(range(0xE0, 0xF0)) & set(markers) and 0xFE not in markers  # no metadata
+
+
+@pytest.mark.slow
+def test_demo_without_workdir_names_no_folder_it_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the demo's temp dir, where we can look
+    out = io.StringIO()
+    assert run_demo(None, nodes=1, console=Console(file=out, width=400)) == 0
+    assert list(tmp_path.iterdir()) == [], "the temp dir is gone"
+    summary = out.getvalue().split("5/5 place log summary")[1]
+    assert str(tmp_path) not in summary, summary
+    assert "anonymised snapshots" in summary and "removed" in summary and "--workdir" in summary

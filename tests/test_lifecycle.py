@@ -1,7 +1,8 @@
 import itertools
 from datetime import datetime, timedelta, timezone
 
-from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle
+from vaktpost.edge.events.factory import EventIdentity
+from vaktpost.edge.events.lifecycle import Lifecycle
 
 from vaktpost.contract.events import EventType
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+import time
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -13,11 +15,12 @@ from vaktpost.edge.capture.sources import (
     SourceError,
     describe,
 )
+from vaktpost.edge.analyze import analyze
 from vaktpost.edge.config import parse
 from vaktpost.edge.node import Node
 
 from vaktpost.contract.events import Event
-from vaktpost.scenes import Scene, write_video
+from vaktpost.scenes import Figure, Scene, write_video
 
 
 def test_describe_hides_camera_credentials():
@@ -92,24 +95,56 @@ def test_reconnects_with_backoff_and_reports_state():
 
 def test_camera_that_disappears_gives_a_health_event_not_a_crash(tmp_path):
     # Nothing listens on this RTSP port and no broker is reachable either: the node keeps
-    # running, reports the camera as lost, and spools the health event.
+    # running, reports the camera as lost, and spools the health event. Its person
+    # detector's model is missing too: reported once, and the camera runs without it.
     cfg = parse({
         "node": {"id": "node-a"},
         "mqtt": {"host": "127.0.0.1", "port": free_port(), "password": "x"},
         "spool": {"path": str(tmp_path / "outbox.db")},
         "cameras": [{"id": "gate", "source": f"rtsp://127.0.0.1:{free_port()}/live", "lost_after_seconds": 1,
-                     "reconnect_max_seconds": 1}],
+                     "reconnect_max_seconds": 1,
+                     "detector": {"kind": "ssd", "model": str(tmp_path / "missing.onnx"),
+                                  "model_sha256": "0" * 64}}],
     })
     node = Node(cfg)
     stop = threading.Event()
     runner = threading.Thread(target=node.run, args=(stop,), kwargs={"drain_timeout": 0})
     runner.start()
     try:
-        wait_until(lambda: node.outbox.depth() >= 1, 30, message="health event spooled")
+        wait_until(lambda: node.outbox.depth() >= 2, 30, message="health events spooled")
         assert runner.is_alive()
     finally:
         stop.set()
         runner.join(20)
     events = [Event.from_payload(r.payload) for r in node.outbox.rows()]
-    assert [(e.type, e.subtype, e.camera_id) for e in events] == [("health", "camera_lost", "gate")]
-    assert events[0].ended_at is not None, "closed when the node stopped"
+    assert [(e.type, e.subtype, e.camera_id) for e in events] == [
+        ("health", "detector_unavailable", "gate"), ("health", "camera_lost", "gate")]
+    # One rule for health events: a moment has ended_at == started_at, a condition ends when it clears.
+    unavailable, lost = events
+    assert unavailable.ended_at == unavailable.started_at
+    assert lost.ended_at is not None and lost.ended_at > lost.started_at, "closed when the node stopped"
+
+
+def test_unpaced_file_source_runs_on_frame_time_like_analyze(tmp_path):
+    """`pace: false`: the node analyses every frame due at fps, stamped with start_time + the
+    frame's time in the file, as fast as it can: the same events as `vaktpost analyze`."""
+    video = write_video(Scene(duration_s=12, fps=10, seed=3, figures=[
+        Figure(0.5, 4.0, [(0.1, 0.7), (0.9, 0.75)]), Figure(7.5, 11.0, [(0.9, 0.8), (0.2, 0.7)])]),
+        tmp_path / "yard.avi")
+    start = datetime(2024, 5, 14, 19, 0, tzinfo=timezone.utc)
+    cfg = parse({
+        "node": {"id": "node-a"},
+        "mqtt": {"host": "127.0.0.1", "port": free_port(), "password": "x"},  # no broker: all stays spooled
+        "spool": {"path": str(tmp_path / "outbox.db")},
+        "cameras": [{"id": "yard", "source": str(video), "fps": 5, "pace": False,
+                     "start_time": start.isoformat()}],
+    })
+    node = Node(cfg)
+    began = time.monotonic()
+    node.run(drain_timeout=0)
+    assert time.monotonic() - began < 12, "not played in real time"
+    key = lambda e: (e.type, e.subtype, e.started_at, e.ended_at, e.zone, e.region)
+    spooled = sorted((Event.from_payload(r.payload) for r in node.outbox.rows()), key=lambda e: e.seq)
+    expected = analyze(video, cfg, cfg.cameras[0], start).events
+    assert len(expected) == 2
+    assert [key(e) for e in spooled] == [key(e) for e in expected]

@@ -9,12 +9,18 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+
+if TYPE_CHECKING:
+    from vaktpost.broker.store import Store
 
 app = typer.Typer(help="Vaktpost: privacy-first camera monitoring for public buildings.",
                   no_args_is_help=True, add_completion=False)
@@ -35,8 +41,12 @@ err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, greppab
 out = Console()
 
 
+# Rich reads [...] as markup: every text that is not ours (paths, names, error
+# messages quoting a pattern) goes through `escape`, or brackets silently vanish.
+
+
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -64,10 +74,13 @@ def _stop_on_signals() -> threading.Event:
 # -- node ------------------------------------------------------------------
 @config_app.command("check")
 def config_check(file: Path) -> None:
-    """Validate a node config; errors name the key and the problem."""
+    """Validate a node config and the files it names; errors name the key and the problem."""
+    from vaktpost.edge.config import missing_files
     cfg = _node_config(file)
-    out.print(f"{file}: OK — node {cfg.node.id}, {len(cfg.cameras)} camera(s): "
-              + ", ".join(f"{c.id} ({len(c.zones)} zones)" for c in cfg.cameras))
+    if missing := missing_files(cfg):
+        raise _fail(f"{file}:\n" + "\n".join(missing))
+    out.print(escape(f"{file}: OK — node {cfg.node.id}, {len(cfg.cameras)} camera(s): "
+                     + ", ".join(f"{c.id} ({len(c.zones)} zones)" for c in cfg.cameras)))
 
 
 @config_app.command("example")
@@ -125,7 +138,7 @@ def analyze(
     total = frame_total(video)
     with Progress("[progress.description]{task.description}", BarColumn(), "{task.completed}/{task.total} frames",
                   TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=True) as progress:
-        task = progress.add_task(f"analysing {video.name}", total=total)
+        task = progress.add_task(escape(f"analysing {video.name}"), total=total)
         try:
             result = run(video, cfg, cam, t0, on_frame=lambda i: progress.update(task, completed=i + 1))
         except (SourceError, ModelError) as e:
@@ -138,10 +151,11 @@ def analyze(
     if out_file is None:
         sys.stdout.write(text)
     counts = ", ".join(f"{n} {k}" for k, n in sorted(result.counts().items())) or "no events"
-    err.print(f"{video.name}: {result.frames_read} frames read, {result.frames_analysed} analysed "
-              f"at {cam.fps:g} fps over {result.duration_s:.1f} s → {counts}"
-              + (f"; written to {out_file}" if out_file else "")
-              + (f"; {len(result.snapshots)} snapshots in {snapshots}" if snapshots else ""), highlight=False)
+    err.print(escape(f"{video.name}: {result.frames_read} frames read, {result.frames_analysed} analysed "
+                     f"at {cam.fps:g} fps over {result.duration_s:.1f} s → {counts}"
+                     + (f"; written to {out_file}" if out_file else "")
+                     + (f"; {len(result.snapshots)} snapshots in {snapshots}" if snapshots else "")),
+              highlight=False)
 
 
 @app.command()
@@ -158,7 +172,7 @@ def schema(write: Annotated[bool, typer.Option(
     folder.mkdir(exist_ok=True)
     for file_name, published in schemas.items():
         (folder / file_name).write_text(json.dumps(published, indent=2, sort_keys=True) + "\n")
-        err.print(f"wrote {folder / file_name}")
+        err.print(escape(f"wrote {folder / file_name}"))
 
 
 @privacy_app.command("report")
@@ -173,7 +187,7 @@ def scenarios_generate(directory: Path,
                        quick: Annotated[bool, typer.Option(help="4 clips only")] = False) -> None:
     """Write labelled scenario clips (NAME.avi + NAME.json ground truth)."""
     from vaktpost.scenarios import generate
-    err.print(f"wrote {len(generate(directory, quick=quick))} clips to {directory}")
+    err.print(escape(f"wrote {len(generate(directory, quick=quick))} clips to {directory}"))
 
 
 @app.command("eval")
@@ -205,8 +219,8 @@ def broker_init(
         init_broker(directory, node, port, bind_address=bind)
     except (ValueError, RuntimeError, OSError) as e:
         raise _fail(str(e)) from None
-    out.print(f"wrote {directory}/mosquitto.conf, passwd, acl and credentials.yaml (mode 0600)\n"
-              f"start it with: mosquitto -c {directory.resolve()}/mosquitto.conf")
+    out.print(escape(f"wrote {directory}/mosquitto.conf, passwd, acl and credentials.yaml (mode 0600)\n"
+                     f"start it with: mosquitto -c {directory.resolve()}/mosquitto.conf"))
 
 
 def _central_config(path: Path | None, database: str | None):
@@ -221,6 +235,32 @@ def _central_config(path: Path | None, database: str | None):
     return cfg
 
 
+@contextmanager
+def _database(url: str, *, create: bool) -> Iterator[Store]:
+    """The place log at `url`, closed afterwards; any database failure is one line. Without
+    `create` a missing SQLite file is an error (and is not created: SQLite would)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from vaktpost.broker.store import Store, display_url, sqlite_file
+    path = sqlite_file(url)
+    if not create and path is not None and not path.is_file():
+        raise _fail(f"no place log at {path.resolve()}: give --config CENTRAL.yaml or --database URL "
+                    "(`vaktpost central` creates it)")
+    try:
+        store = Store(url)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    try:
+        if create:
+            store.create_all()
+        yield store
+    except SQLAlchemyError as e:
+        reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
+        raise _fail(f"database {display_url(url)}: {reason}") from None
+    finally:
+        store.close()
+
+
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Central YAML config")]
 DbOpt = Annotated[Optional[str], typer.Option("--database", help="SQLAlchemy URL (overrides the config)")]
 
@@ -230,23 +270,25 @@ def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central
             verbose: bool = False) -> None:
     """Run the central consumer: MQTT → place log, acknowledging after each commit."""
     _logging(verbose)
+    from sqlalchemy.exc import SQLAlchemyError
+
     from vaktpost.broker.service import run_central
     from vaktpost.contract.config import ConfigError
     try:
         run_central(config)
     except ConfigError as e:
         raise _fail(str(e)) from None
+    except SQLAlchemyError as e:  # the place log cannot be prepared (e.g. PostgreSQL unreachable)
+        raise _fail(f"database: {str(getattr(e, 'orig', None) or e).strip().splitlines()[0]}") from None
 
 
 @app.command()
 def purge(config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")]) -> None:
     """Apply the central retention now: delete old snapshots, events and dead letters, log it."""
     from vaktpost.broker.service import run_purge
-    from vaktpost.contract.config import ConfigError
-    try:
-        result = run_purge(config)
-    except ConfigError as e:
-        raise _fail(str(e)) from None
+    cfg = _central_config(config, None)
+    with _database(cfg.database, create=False):  # a place log that is not there has nothing to purge
+        result = run_purge(cfg)
     out.print(f"purged {result.snapshots} snapshots, {result.events} events, {result.dead_letters} dead letters")
 
 
@@ -254,16 +296,15 @@ def purge(config: Annotated[Path, typer.Option("--config", "-c", help="Central Y
 def places_import(file: Path, config: ConfigOpt = None, database: DbOpt = None) -> None:
     """Import places and camera assignments from YAML (re-import is idempotent)."""
     from vaktpost.broker.places import import_places
-    from vaktpost.broker.store import Store
+    from vaktpost.broker.store import display_url
     from vaktpost.contract.config import ConfigError
     cfg = _central_config(config, database)
-    store = Store(cfg.database)
-    store.create_all()
-    try:
-        n_places, n_cams = import_places(store, file)
-    except ConfigError as e:
-        raise _fail(str(e)) from None
-    out.print(f"imported {n_places} places and {n_cams} camera periods")
+    with _database(cfg.database, create=True) as store:
+        try:
+            n_places, n_cams = import_places(store, file)
+        except ConfigError as e:
+            raise _fail(str(e)) from None
+    out.print(escape(f"imported {n_places} places and {n_cams} camera periods into {display_url(cfg.database)}"))
 
 
 def _since(value: str | None) -> datetime | None:
@@ -293,20 +334,20 @@ def events(
     """Print the place log as a table, newest first."""
     from rich.table import Table
 
-    from vaktpost.broker.store import Store
     cfg = _central_config(config, database)
-    store = Store(cfg.database)
-    rows = store.query_events(place=place, since=_since(since), type=type, limit=limit)
+    after = _since(since)
+    with _database(cfg.database, create=False) as store:
+        rows = store.query_events(place=place, since=after, type=type, limit=limit)
     table = Table(title=f"place log ({len(rows)} events)")
     for col in ("started (UTC)", "ended", "place", "node/camera", "type", "zone", "conf"):
         table.add_column(col)
     for r in rows:
-        table.add_row(
+        table.add_row(*map(escape, (
             r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),
             r["ended_at"].strftime("%H:%M:%S") if r["ended_at"] else "—",
             r["place_name"] or r["place_id"] or "(unassigned)", f"{r['node_id']}/{r['camera_id'] or '-'}",
             r["type"] + (f"/{r['subtype']}" if r["subtype"] else ""), r["zone"] or "", f"{r['confidence']:.2f}",
-        )
+        )))
     out.print(table)
 
 

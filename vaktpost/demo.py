@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Each node plays one labelled scenario clip (vaktpost/scenarios.py) as its camera:
@@ -74,7 +75,7 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
     broker = None
     try:
-        console.print(f"[bold]1/5[/bold] broker config for {', '.join(node_ids)} in {work}")
+        console.print(f"[bold]1/5[/bold] broker config for {', '.join(node_ids)} in {escape(str(work))}")
         broker = LocalBroker.create(work / "broker", node_ids)
         creds, port = broker.credentials, broker.port
         console.print(f"[bold]2/5[/bold] mosquitto listening on {broker.host}:{port}")
@@ -119,16 +120,19 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
         for col in ("place", "type", "events"):
             table.add_column(col)
         for row in store.summary_by_place():
-            table.add_row(row["place_name"] or "(unassigned)", row["type"], str(row["count"]))
+            table.add_row(escape(row["place_name"] or "(unassigned)"), row["type"], str(row["count"]))
         console.print(table)
-        shots = work / "snapshots"
-        shots.mkdir(exist_ok=True)
-        for row in store.query_events():
-            if row["has_snapshot"]:
-                (shots / f"{row['event_id']}.jpg").write_bytes(store.get_snapshot(row["event_id"]))
-        console.print(f"{store.count_events()} events logged, {store.count_snapshots()} anonymised snapshots "
-                      f"(in {shots}), {len(store.query_dead_letters())} dead letters; "
-                      f"database {work / 'central.db'}" + (" (removed)" if temp else ""))
+        counts = (f"{store.count_events()} events logged, {store.count_snapshots()} anonymised snapshots, "
+                  f"{len(store.query_dead_letters())} dead letters")
+        if temp:  # everything goes with the temp dir: name no place that will not exist
+            console.print(f"{counts}; all files removed (keep them with --workdir DIR)")
+        else:
+            shots = work / "snapshots"
+            shots.mkdir(exist_ok=True)
+            for row in store.query_events():
+                if row["has_snapshot"]:
+                    (shots / f"{row['event_id']}.jpg").write_bytes(store.get_snapshot(row["event_id"]))
+            console.print(escape(f"{counts}; snapshots in {shots}, database {work / 'central.db'}"))
         return 130 if stop.is_set() else 0
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -137,4 +141,4 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
         if temp:
             shutil.rmtree(work, ignore_errors=True)
         else:
-            console.print(f"files kept in {work}")
+            console.print(escape(f"files kept in {work}"))

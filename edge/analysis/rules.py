@@ -32,7 +32,8 @@ from zoneinfo import ZoneInfo
 from vaktpost.edge.analysis.schedule import is_armed
 from vaktpost.edge.config import Zone
 from vaktpost.edge.config.rules import RulesSettings
-from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
+from vaktpost.edge.events.factory import EventIdentity
+from vaktpost.edge.events.lifecycle import Lifecycle, Update
 from vaktpost.edge.geometry import Box, foot_point, point_in_polygon
 
 from vaktpost.contract.events import EventType

@@ -7,11 +7,13 @@ node that falls behind drops frames instead of queueing them.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -66,6 +68,27 @@ class OpenCVSource:
 
 def open_source(source: str | int) -> FrameSource:
     return OpenCVSource(source)
+
+
+def sampled_frames(video: Path, fps: float) -> Iterator[tuple[int, float, np.ndarray | None]]:
+    """(index, seconds since frame 0, image) for every frame of a file, unpaced; the image is
+    None for frames a live node at `fps` would drop. Frame time is the file's own, so
+    analysis of a file (offline, or a node with `pace: false`) is repeatable."""
+    src = open_source(str(video))
+    native = src.fps or fps
+    last_slot = -1
+    try:
+        for i in itertools.count():
+            img = src.read()
+            if img is None:
+                return
+            t = i / native
+            # One frame per 1/fps slot; the rest is what a live node would drop.
+            slot = int(t * fps + 1e-6)
+            yield i, t, (img if slot != last_slot else None)
+            last_slot = slot
+    finally:
+        src.close()
 
 
 @dataclass

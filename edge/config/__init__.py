@@ -2,6 +2,10 @@
 
 Every option is documented here, in its `description`; docs/config.md and
 `vaktpost config example` are the reader-facing forms of the same facts.
+
+Relative paths (spool.path, mqtt.password_file, TLS files and cameras' file
+sources) are taken relative to the config file's directory, as on the central
+side, so a config works the same whatever directory the node starts in.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, field_validator, model_validator
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.config.motion import MotionSection
 from vaktpost.edge.config.rules import RulesSettings
@@ -120,10 +124,30 @@ class Zone(Strict):
 
 
 
+URL_SCHEMES = ("rtsp://", "http://", "https://")
+
+
+def source_file(source: str | int) -> Path | None:
+    """The file a camera source plays, or None for a V4L2 device or a stream URL."""
+    s = str(source)
+    if isinstance(source, int) or s.isdigit() or s.startswith("/dev/") or s.startswith(URL_SCHEMES):
+        return None
+    return Path(s)
+
+
 class Camera(Strict):
     id: Ident
     source: str | int = Field(description="Video file, V4L2 index or /dev/videoN, rtsp:// or http:// URL")
     fps: float = Field(5.0, gt=0, le=60, description="Processing rate; frames are dropped, not queued")
+    pace: bool = Field(
+        True,
+        description="File sources only. true: play the file at its native rate, like a camera, each frame "
+        "stamped with the clock when it is read. false: play it as fast as analysis goes, analysing every "
+        "frame due at `fps` (none dropped) and stamping it with start_time + its time in the file, so a run "
+        "is repeatable (tests, replays of recordings)",
+    )
+    start_time: AwareDatetime | None = Field(
+        None, description="With pace: false, the time of the file's first frame (default: when the node starts)")
     privacy_masks: list[Polygon] = Field(default_factory=list, description="Blanked before any analysis")
     motion_masks: list[Polygon] = Field(default_factory=list, description="Ignored by motion detection")
     zones: list[Zone] = Field(default_factory=list)
@@ -186,5 +210,45 @@ def parse(data: object, *, source: str = "config") -> NodeConfig:
     return validate(NodeConfig, data, source)
 
 
+def _rebase(path: Path | None, base: Path) -> Path | None:
+    return None if path is None or path.is_absolute() else base / path
+
+
+def resolve_paths(cfg: NodeConfig, base: Path) -> NodeConfig:
+    """Make relative paths in `cfg` relative to `base` (the config file's directory)."""
+    mqtt = cfg.mqtt
+    updates: dict[str, object] = {}
+    if p := _rebase(mqtt.password_file, base):
+        updates["password_file"] = p
+    if mqtt.tls is not None:
+        tls = {k: _rebase(getattr(mqtt.tls, k), base) for k in ("ca_file", "cert_file", "key_file")}
+        updates["tls"] = mqtt.tls.model_copy(update={k: v for k, v in tls.items() if v is not None})
+    cameras = []
+    for cam in cfg.cameras:
+        f = source_file(cam.source)
+        rebased = _rebase(f, base) if f is not None else None
+        cameras.append(cam.model_copy(update={"source": str(rebased)}) if rebased else cam)
+    return cfg.model_copy(update={
+        "mqtt": mqtt.model_copy(update=updates),
+        "spool": cfg.spool.model_copy(update={"path": _rebase(cfg.spool.path, base) or cfg.spool.path}),
+        "cameras": cameras,
+    })
+
+
+def missing_files(cfg: NodeConfig) -> list[str]:
+    """One line per file the config names that is not there (devices and URLs are not checked)."""
+    found: list[str] = []
+    mqtt = cfg.mqtt
+    named = [("mqtt.password_file", mqtt.password_file)]
+    if mqtt.tls is not None:
+        named += [(f"mqtt.tls.{k}", getattr(mqtt.tls, k)) for k in ("ca_file", "cert_file", "key_file")]
+    named += [(f"cameras[{i}].source", source_file(c.source)) for i, c in enumerate(cfg.cameras)]
+    for key, path in named:
+        if path is not None and not path.is_file():
+            found.append(f"{key}: {path}: no such file")
+    return found
+
+
 def load(path: str | Path) -> NodeConfig:
-    return parse(read_yaml(path), source=str(path))
+    path = Path(path)
+    return resolve_paths(parse(read_yaml(path), source=str(path)), path.resolve().parent)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Callable
 
+from vaktpost.contract.events import Event, Phase
+from vaktpost.edge.events.factory import EventIdentity, new_event, restate
 from vaktpost.edge.geometry import Box, union
-
-from vaktpost.contract.events import Event, EventType, Phase, uuid7
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,6 @@ class Update:
     snapshot: bytes | None = None  # anonymised JPEG for this event, at most once per event
 
 
-@dataclass(frozen=True)
-class EventIdentity:
-    node_id: str
-    camera_id: str
-    type: EventType
-    subtype: str | None = None
-
-
 @dataclass
 class _Open:
     first_seen: datetime
@@ -40,8 +32,7 @@ class _Open:
     region: Box | None
     confidence: float
     zone: str | None
-    event_id: str | None = None  # set once the event has started
-    seq: int | None = None
+    first: Event | None = None  # the start message, once the event has started
     last_sent: datetime | None = None
 
 
@@ -61,7 +52,8 @@ class Lifecycle:
         """Feed one observation at time `t` (timezone-aware)."""
         out: list[Update] = []
         o = self._open
-        if o is not None and t - o.last_seen > timedelta(seconds=self.merge_gap):
+        # Seconds as floats: merge_gap may be infinite (an event ended only by `end`).
+        if o is not None and (t - o.last_seen).total_seconds() > self.merge_gap:
             out += self._close()
             o = None
         if active:
@@ -74,36 +66,38 @@ class Lifecycle:
                     o.region = union(o.region, region)
                 o.confidence = max(o.confidence, confidence)
                 o.zone = o.zone or zone
-            if o.event_id is None:
+            if o.first is None:
                 if t - o.first_seen >= timedelta(seconds=self.min_duration):
-                    o.event_id = uuid7(int(o.first_seen.timestamp() * 1000))
-                    o.seq = self.next_seq()
+                    o.first = new_event(self.identity, self.next_seq, o.first_seen, confidence=o.confidence,
+                                        zone=o.zone, region=o.region)
                     o.last_sent = t
-                    out.append(Update(Phase.start, self._event(o, Phase.start)))
+                    out.append(Update(Phase.start, o.first))
             elif t - (o.last_sent or t) >= timedelta(seconds=self.update_interval):
                 o.last_sent = t
-                out.append(Update(Phase.update, self._event(o, Phase.update)))
+                out.append(Update(Phase.update, self._event(o, ended=False)))
         return out
 
     def finish(self) -> list[Update]:
         """End the running event now (source ended, node stopping)."""
         return self._close()
 
+    def end(self, t: datetime) -> list[Update]:
+        """End the running event at `t`: the condition is known to be over (e.g. frames returned)."""
+        if self._open is not None:
+            self._open.last_seen = max(self._open.last_seen, t)
+        return self._close()
+
     @property
     def running(self) -> bool:
-        return self._open is not None and self._open.event_id is not None
+        return self._open is not None and self._open.first is not None
 
     def _close(self) -> list[Update]:
         o, self._open = self._open, None
-        if o is None or o.event_id is None:
+        if o is None or o.first is None:
             return []  # too short to count: never reported
-        return [Update(Phase.end, self._event(o, Phase.end))]
+        return [Update(Phase.end, self._event(o, ended=True))]
 
-    def _event(self, o: _Open, phase: Phase) -> Event:
-        i = self.identity
-        return Event(
-            event_id=o.event_id, seq=o.seq, node_id=i.node_id, camera_id=i.camera_id,
-            type=i.type, subtype=i.subtype, zone=o.zone, started_at=o.first_seen,
-            ended_at=o.last_seen if phase is Phase.end else None, confidence=round(o.confidence, 3),
-            region=list(o.region) if o.region else None, phase=phase,
-        )
+    def _event(self, o: _Open, *, ended: bool) -> Event:
+        assert o.first is not None
+        return restate(o.first, ended_at=o.last_seen if ended else None, confidence=o.confidence,
+                       zone=o.zone, region=o.region)
