@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -30,13 +30,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vaktpost.broker.config import CentralConfig, CentralMqtt  # noqa: E402
-from vaktpost.broker.consumer import Consumer  # noqa: E402
-from vaktpost.broker.mosquitto import init_broker, load_credentials, mosquitto_command  # noqa: E402
-from vaktpost.broker.store import Store  # noqa: E402
-from vaktpost.edge import topics  # noqa: E402
-
-from vaktpost.contract.events import Ack, Event, uuid7  # noqa: E402
+from vaktpost.broker.config import CentralConfig, CentralMqtt
+from vaktpost.broker.consumer import Consumer
+from vaktpost.broker.mosquitto import init_broker, load_credentials, mosquitto_command
+from vaktpost.broker.store import Store
+from vaktpost.contract.events import Ack, Event, uuid7
+from vaktpost.edge import topics
 
 HOST = "127.0.0.1"
 NODE = "bench-node"
@@ -110,7 +109,7 @@ class NodeClient:
 
 
 def make_events(n: int) -> list[Event]:
-    t0 = datetime(2024, 9, 2, 8, tzinfo=timezone.utc)
+    t0 = datetime(2024, 9, 2, 8, tzinfo=UTC)
     out = []
     for i in range(n):
         t = t0 + timedelta(seconds=i)

@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
 from vaktpost.edge.capture.sources import LatestFrame, describe
 from vaktpost.edge.config import Camera, NodeConfig
 from vaktpost.edge.delivery.outbox import Outbox
@@ -18,14 +20,11 @@ from vaktpost.edge.health import FpsMeter, cpu_temperature
 from vaktpost.edge.modelfile import ModelError
 from vaktpost.edge.pipeline import CameraPipeline
 
-from vaktpost.contract import topics
-from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
-
 log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Node:

@@ -20,6 +20,7 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors import Detection, NullDetector  # noqa: E402
 from vaktpost.edge.detectors.factory import create_detector  # noqa: E402

@@ -9,9 +9,10 @@ has `ended_at` set.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable, Literal
+from typing import Literal
 
 from vaktpost.contract.events import Event, EventType, uuid7
 
