@@ -409,7 +409,7 @@ def _photo(kind: str) -> np.ndarray:
     try:
         from skimage import data
     except ImportError:  # the node never draws photo figures; only dev/eval needs scikit-image
-        raise RuntimeError("photo figures need scikit-image: pip install scikit-image") from None
+        raise RuntimeError("photo figures need scikit-image: pip install 'vaktpost[demo]'") from None
     if kind == "astronaut":
         return np.ascontiguousarray(data.astronaut()[:, :, ::-1])
     if kind == "cameraman":
