@@ -21,7 +21,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from vaktpost.edge.config.detectors import DetectorSettings
+from vaktpost.edge.config.detectors import DetectorSettings  # noqa: E402
 from vaktpost.edge.detectors import Detection, NullDetector  # noqa: E402
 from vaktpost.edge.detectors.factory import create_detector  # noqa: E402
 from vaktpost.edge.detectors.regions import (  # noqa: E402
