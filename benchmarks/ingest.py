@@ -22,7 +22,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -30,12 +30,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vaktpost.broker.config import CentralConfig, CentralMqtt
-from vaktpost.broker.consumer import Consumer
-from vaktpost.broker.mosquitto import init_broker, load_credentials, mosquitto_command
-from vaktpost.broker.store import Store
-from vaktpost.contract.events import Ack, Event, uuid7
-from vaktpost.edge import topics
+from vaktpost.broker.config import CentralConfig, CentralMqtt  # noqa: E402
+from vaktpost.broker.consumer import Consumer  # noqa: E402
+from vaktpost.broker.mosquitto import init_broker, load_credentials, mosquitto_command  # noqa: E402
+from vaktpost.broker.store import Store  # noqa: E402
+from vaktpost.edge import topics  # noqa: E402
+
+from vaktpost.contract.events import Ack, Event, uuid7  # noqa: E402
 
 HOST = "127.0.0.1"
 NODE = "bench-node"
@@ -109,7 +110,7 @@ class NodeClient:
 
 
 def make_events(n: int) -> list[Event]:
-    t0 = datetime(2024, 9, 2, 8, tzinfo=UTC)
+    t0 = datetime(2024, 9, 2, 8, tzinfo=timezone.utc)
     out = []
     for i in range(n):
         t = t0 + timedelta(seconds=i)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Callable
 
 
 def timed(fn: Callable[[], Any], runs: int, digits: int = 2) -> dict:

@@ -46,7 +46,6 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from pydantic import ValidationError
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
-
 from vaktpost.broker.config import (
     DEFAULT_SNAPSHOT_MAX_BYTES,
     CentralConfig,
@@ -54,6 +53,7 @@ from vaktpost.broker.config import (
 )
 from vaktpost.broker.places import import_places
 from vaktpost.broker.store import PurgeResult, Store, StoreTx, utcnow
+
 from vaktpost.contract import topics
 from vaktpost.contract.config import ConfigError, format_errors
 from vaktpost.contract.events import UUID7_PATTERN, Ack, Event, Heartbeat, Status
@@ -466,7 +466,7 @@ class Consumer:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> Consumer:
+    def start(self) -> "Consumer":
         m = self.config.mqtt
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = m.session_expiry_seconds

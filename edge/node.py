@@ -6,10 +6,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
-from vaktpost.contract import topics
-from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
 from vaktpost.edge.capture.sources import LatestFrame, describe
 from vaktpost.edge.config import Camera, NodeConfig
 from vaktpost.edge.delivery.outbox import Outbox
@@ -20,11 +18,14 @@ from vaktpost.edge.health import FpsMeter, cpu_temperature
 from vaktpost.edge.modelfile import ModelError
 from vaktpost.edge.pipeline import CameraPipeline
 
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, EventType, Heartbeat, uuid7
+
 log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(timezone.utc)
 
 
 class Node:

@@ -14,13 +14,11 @@ repeatable.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Callable
 
 import cv2
 import numpy as np
-
-from vaktpost.contract.events import Event, EventType, uuid7
 from vaktpost.edge.analysis.motion import MotionDetector, MotionResult
 from vaktpost.edge.analysis.rules import PeopleRules
 from vaktpost.edge.analysis.scene_change import SceneChangeDetector
@@ -35,6 +33,8 @@ from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
 from vaktpost.edge.evidence.anonymise import AnonymiseError, Anonymiser
 from vaktpost.edge.evidence.snapshot import EncodeError, make_snapshot
 from vaktpost.edge.privacy.masks import PrivacyMasker
+
+from vaktpost.contract.events import Event, EventType, uuid7
 
 log = logging.getLogger(__name__)
 

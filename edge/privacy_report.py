@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from vaktpost.contract import topics
-from vaktpost.contract.events import Event, EventType, Heartbeat
 from vaktpost.edge.config import NodeConfig
 from vaktpost.edge.config.snapshot import SnapshotPolicy
 from vaktpost.edge.privacy.masks import polygon_mask
+
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, EventType, Heartbeat
 
 _GRID = (400, 400)  # resolution at which mask coverage is measured
 

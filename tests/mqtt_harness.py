@@ -21,18 +21,16 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
 from vaktpost.broker.mosquitto import (
     CONF_FILE,
     Credentials,
@@ -40,6 +38,7 @@ from vaktpost.broker.mosquitto import (
     load_credentials,
     mosquitto_command,
 )
+
 from vaktpost.contract.topics import ROOT
 
 HOST = "127.0.0.1"
@@ -95,7 +94,7 @@ class Broker:
     credentials: Credentials
     host: str = HOST
     proc: subprocess.Popen | None = field(default=None, repr=False)
-    _clients: list[MqttTestClient] = field(default_factory=list, repr=False)
+    _clients: list["MqttTestClient"] = field(default_factory=list, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -115,7 +114,7 @@ class Broker:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
-    def start(self, timeout: float = START_TIMEOUT) -> Broker:
+    def start(self, timeout: float = START_TIMEOUT) -> "Broker":
         """Start Mosquitto and return once it logged 'running' and accepts TCP connections."""
         if self.running:
             raise BrokerStartError("broker already running")
@@ -170,7 +169,7 @@ class Broker:
         self.close_clients()
         self.stop()
 
-    def restart(self) -> Broker:
+    def restart(self) -> "Broker":
         self.stop()
         return self.start()
 
@@ -200,7 +199,7 @@ class Broker:
     def client(self, username: str | None, *, password: str | None = None, client_id: str = "",
                clean_start: bool = True, session_expiry: int | None = None,
                will: tuple[str, bytes, int, bool] | None = None, tls_ca: Path | None = None,
-               connect: bool = True, timeout: float = DEFAULT_TIMEOUT) -> MqttTestClient:
+               connect: bool = True, timeout: float = DEFAULT_TIMEOUT) -> "MqttTestClient":
         """An MQTT v5 client for `username` (its password from credentials unless given;
         None = anonymous). `tls_ca` turns on TLS, trusting that CA. Connected (CONNACK
         success awaited) unless connect=False.
@@ -380,7 +379,7 @@ class MqttTestClient:
             self.paho.loop_stop()
             self._started = False
 
-    def __enter__(self) -> MqttTestClient:
+    def __enter__(self) -> "MqttTestClient":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -483,7 +482,7 @@ class PayloadAuditor:
     broker (reconnecting across restarts) and records any message that carries image data
     outside `/snapshots/` — the one path an (anonymised) image may take."""
 
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: "Broker") -> None:
         self.seen = 0
         self.violations: list[str] = []
         self._lock = threading.Lock()

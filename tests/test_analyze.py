@@ -3,17 +3,17 @@
 import json
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
-
-from vaktpost.contract.events import Event
 from vaktpost.edge.analyze import analyze
 from vaktpost.edge.config import parse
+
+from vaktpost.contract.events import Event
 from vaktpost.scenes import Figure, Scene, demo_scenes, write_video
 
-T0 = datetime(2026, 11, 26, 19, 0, tzinfo=UTC)
+T0 = datetime(2026, 11, 26, 19, 0, tzinfo=timezone.utc)
 
 
 def node_config(video, **camera) -> dict:

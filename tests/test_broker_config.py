@@ -13,8 +13,8 @@ import pwd
 import shutil
 import stat
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
@@ -28,7 +28,6 @@ from mqtt_harness import (
 )
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
-
 from vaktpost.broker.mosquitto import (
     ACL_FILE,
     CONF_FILE,
@@ -40,6 +39,7 @@ from vaktpost.broker.mosquitto import (
     load_credentials,
     render_acl,
 )
+
 from vaktpost.contract import topics
 
 NOT_AUTHORIZED = 0x87

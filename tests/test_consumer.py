@@ -7,24 +7,24 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import yaml
 from mqtt_harness import Broker, MqttTestClient, wait_until
-
 from vaktpost.broker.config import CentralConfig, load_central
 from vaktpost.broker.consumer import Consumer, Rejected, parse_message, subscriptions
 from vaktpost.broker.store import Store
+
 from vaktpost.contract import topics
 from vaktpost.contract.config import ConfigError
 from vaktpost.contract.events import Ack, Event, Heartbeat, Status, uuid7
 
 REPO = Path(__file__).resolve().parent.parent
-UTC = UTC
+UTC = timezone.utc
 T0 = datetime(2024, 9, 2, 8, 0, tzinfo=UTC)
 
 PLACES = {

@@ -6,10 +6,10 @@ import io
 from pathlib import Path
 
 from rich.console import Console
-
 from vaktpost.broker.store import Store
-from vaktpost.demo import run_demo
 from vaktpost.edge.evidence.snapshot import jpeg_segments
+
+from vaktpost.demo import run_demo
 
 
 def test_demo_logs_intrusions_a_scene_change_and_anonymised_snapshots(tmp_path: Path) -> None:

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import shutil
 import threading
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 from mqtt_harness import Broker, make_test_ca, running_central, wait_until
-
-from vaktpost.contract import topics
-from vaktpost.contract.events import Event, uuid7
 from vaktpost.edge.analyze import analyze
 from vaktpost.edge.config import parse
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
 from vaktpost.edge.node import Node
+
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, uuid7
 from vaktpost.scenes import Figure, Scene, write_video
 
 PLACES = {
@@ -45,7 +45,7 @@ def node_config(broker: Broker, tmp_path: Path, video: Path, *, node_id="node-a"
 
 
 def expected_events(video: Path, cfg) -> list:
-    return analyze(video, cfg, cfg.cameras[0], datetime.now(UTC)).events
+    return analyze(video, cfg, cfg.cameras[0], datetime.now(timezone.utc)).events
 
 
 def test_video_to_place_log(broker: Broker, tmp_path: Path, video: Path) -> None:
@@ -115,7 +115,7 @@ def test_node_and_consumer_over_tls(broker_factory, tmp_path: Path) -> None:
                  "cameras": [{"id": "yard", "source": "unused.avi"}]})
     outbox = Outbox(cfg.spool.path, cfg.spool.max_events, cfg.spool.when_full)
     ev = Event(event_id=uuid7(), seq=outbox.next_seq(), node_id="node-a", camera_id="yard", type="motion",
-               started_at=datetime.now(UTC), ended_at=datetime.now(UTC), confidence=0.7)
+               started_at=datetime.now(timezone.utc), ended_at=datetime.now(timezone.utc), confidence=0.7)
     outbox.put(ev.event_id, topics.events("node-a", "yard"), ev.to_payload())
     with running_central(b, tmp_path, PLACES, tls_ca=ca_crt) as store:
         publisher = Publisher("node-a", cfg.mqtt, outbox)

@@ -1,5 +1,5 @@
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,7 @@ SCHEMA_FILE = Path(vaktpost.contract.__file__).resolve().parent / "schema" / "ev
 
 def event(**kw) -> Event:
     base = dict(event_id=uuid7(), seq=1, node_id="node-a", camera_id="yard", type="motion",
-                started_at=datetime(2026, 11, 26, 20, 0, tzinfo=UTC), confidence=0.8)
+                started_at=datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc), confidence=0.8)
     return Event(**{**base, **kw})
 
 
@@ -55,7 +55,7 @@ def test_invalid_fields_are_refused(bad):
 def test_timestamps_are_normalised_to_utc():
     from zoneinfo import ZoneInfo
     e = event(started_at=datetime(2026, 11, 26, 21, 0, tzinfo=ZoneInfo("Europe/Stockholm")))
-    assert e.started_at == datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
+    assert e.started_at == datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc)
     assert json.loads(e.to_payload())["started_at"].endswith("Z")
 
 

@@ -1,10 +1,11 @@
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
-from vaktpost.contract.events import EventType
 from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle
 
-T0 = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
+from vaktpost.contract.events import EventType
+
+T0 = datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc)
 
 
 def make(min_duration=1.0, merge_gap=3.0, update_interval=10.0) -> Lifecycle:

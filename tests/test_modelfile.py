@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from vaktpost.edge.modelfile import (
     MANIFEST,
     MODELS_DIR,

@@ -7,7 +7,6 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
-
 from vaktpost.edge.analysis.motion import (
     MotionDetector,
     boxes_from_mask,
@@ -22,6 +21,7 @@ from vaktpost.edge.analysis.motion import (
     to_analysis_gray,
 )
 from vaktpost.edge.config.motion import MotionSection
+
 from vaktpost.scenes import demo_scenes, frames
 
 H, W = 480, 640

@@ -7,7 +7,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from vaktpost.edge.delivery.outbox import Outbox
 
 

@@ -1,11 +1,9 @@
 import itertools
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from pydantic import ValidationError
-
-from vaktpost.contract.events import EventType
 from vaktpost.edge.analysis.rules import (
     PeopleRules,
     RulesSettings,
@@ -16,9 +14,11 @@ from vaktpost.edge.analysis.track import Tracker
 from vaktpost.edge.config import Zone
 from vaktpost.edge.config.track import TrackerSettings
 
+from vaktpost.contract.events import EventType
+
 TZ = "Europe/Stockholm"
-NIGHT = datetime(2026, 11, 25, 21, 0, tzinfo=UTC)  # Wednesday 22:00 local
-DAY = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)  # Wednesday 12:00 local
+NIGHT = datetime(2026, 11, 25, 21, 0, tzinfo=timezone.utc)  # Wednesday 22:00 local
+DAY = datetime(2026, 11, 25, 11, 0, tzinfo=timezone.utc)  # Wednesday 12:00 local
 NIGHTS = [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": "18:00", "to": "06:00"}]
 
 # Schoolyard: x 0.4..0.6 over the whole height, armed at night. Park: the right edge, never armed.

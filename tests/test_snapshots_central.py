@@ -5,7 +5,7 @@ publisher."""
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import cv2
@@ -20,17 +20,17 @@ from test_consumer import (
     running_consumer,
     write_config,
 )
-
 from vaktpost.broker.consumer import Rejected, Snapshot, parse_message
 from vaktpost.broker.store import Store
-from vaktpost.contract import topics
-from vaktpost.contract.events import Event, uuid7
-from vaktpost.contract.jpeg import JpegError, check_jpeg
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
 
-UTC = UTC
+from vaktpost.contract import topics
+from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.jpeg import JpegError, check_jpeg
+
+UTC = timezone.utc
 MAX = 2 * 1024 * 1024
 NOT_AUTHORIZED = 0x87
 T = 30.0

@@ -7,8 +7,6 @@ import threading
 import numpy as np
 import pytest
 from mqtt_harness import free_port, wait_until
-
-from vaktpost.contract.events import Event
 from vaktpost.edge.capture.sources import (
     LatestFrame,
     OpenCVSource,
@@ -17,6 +15,8 @@ from vaktpost.edge.capture.sources import (
 )
 from vaktpost.edge.config import parse
 from vaktpost.edge.node import Node
+
+from vaktpost.contract.events import Event
 from vaktpost.scenes import Scene, write_video
 
 

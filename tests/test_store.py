@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
-
 from vaktpost.broker.store import Store, events, normalise_url
+
 from vaktpost.contract.events import Event, uuid7
 
-UTC = UTC
+UTC = timezone.utc
 CEST = timezone(timedelta(hours=2))
 T_MOVE = datetime(2024, 8, 19, 0, 0, tzinfo=CEST)  # node-a/yard moves from school to schoolyard
 

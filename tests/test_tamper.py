@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
-
 from vaktpost.edge.analysis.tamper import (
     TamperDetector,
     TamperMeasures,
@@ -20,6 +19,7 @@ from vaktpost.edge.analysis.tamper import (
 )
 from vaktpost.edge.config.tamper import TamperSettings
 from vaktpost.edge.privacy.masks import PrivacyMasker
+
 from vaktpost.scenes import Figure, Scene, render_frame
 
 FPS = 5.0

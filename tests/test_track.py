@@ -3,7 +3,6 @@ from dataclasses import dataclass
 
 import pytest
 from pydantic import ValidationError
-
 from vaktpost.edge.analysis.track import Tracker, center_distance, greedy_pairs, iou
 from vaktpost.edge.config.track import TrackerSettings
 

@@ -16,19 +16,19 @@ import sys
 import textwrap
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
 from mqtt_harness import Broker, MqttTestClient, wait_until
-
-from vaktpost.contract import topics
-from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status, uuid7
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher, packet_size
+
+from vaktpost.contract import topics
+from vaktpost.contract.events import Ack, Event, EventType, Heartbeat, Status, uuid7
 
 NODE = "node-a"
 CAM = "cam1"
@@ -79,7 +79,7 @@ class Consumer:
 
 def make_event(outbox: Outbox, node: str = NODE, **kw) -> Event:
     fields = dict(event_id=uuid7(), seq=outbox.next_seq(), node_id=node, camera_id=CAM, type=EventType.motion,
-                  started_at=datetime.now(UTC), confidence=0.9)
+                  started_at=datetime.now(timezone.utc), confidence=0.9)
     fields.update(kw)
     return Event(**fields)
 
@@ -151,7 +151,7 @@ def test_an_updated_event_is_delivered_in_its_newest_state(broker: Broker, outbo
     pub = make_publisher(outbox)
     start = put(outbox, pub)
     wait_until(lambda: start.event_id in consumer.ids(), T)
-    end = start.model_copy(update={"ended_at": datetime.now(UTC), "confidence": 0.95})
+    end = start.model_copy(update={"ended_at": datetime.now(timezone.utc), "confidence": 0.95})
     put(outbox, pub, end)
     wait_until(lambda: consumer.latest(start.event_id) == end, T, message="end state delivered")
     wait_until(lambda: outbox.depth() == 0, T)
@@ -389,13 +389,13 @@ def test_heartbeat_carries_outbox_counters(broker: Broker, outbox: Outbox) -> No
     watcher = broker.client(broker.credentials.consumer.username)
     assert watcher.subscribe_wait(topics.heartbeat(NODE)) == 1
     pub = Publisher(NODE, mqtt_config(broker), outbox)
-    hb = Heartbeat(node_id=NODE, at=datetime.now(UTC))
+    hb = Heartbeat(node_id=NODE, at=datetime.now(timezone.utc))
     assert pub.heartbeat(hb) is False  # not connected: nothing queued
     pub.start()
     try:
         assert pub.wait_connected(T)
         c = outbox.counters()
-        hb = Heartbeat(node_id=NODE, at=datetime.now(UTC), outbox_depth=c["depth"],
+        hb = Heartbeat(node_id=NODE, at=datetime.now(timezone.utc), outbox_depth=c["depth"],
                        outbox_dropped=c["dropped"], outbox_failed=c["failed"], fps={CAM: 4.9})
         assert pub.heartbeat(hb) is True
         got = Heartbeat.model_validate_json(watcher.expect_message(T, topics.heartbeat(NODE)).payload)

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
-
 from vaktpost.edge.config.motion import MotionSection
 from vaktpost.edge.privacy.masks import polygon_mask
 

@@ -25,17 +25,17 @@ absence. Track ids stay inside this module; events carry zone and region only.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Callable, Protocol, Sequence
 from zoneinfo import ZoneInfo
 
-from vaktpost.contract.events import EventType
 from vaktpost.edge.analysis.schedule import is_armed
 from vaktpost.edge.analysis.track import Box
 from vaktpost.edge.config import Zone
 from vaktpost.edge.config.rules import RulesSettings
 from vaktpost.edge.events.lifecycle import EventIdentity, Lifecycle, Update
+
+from vaktpost.contract.events import EventType
 
 
 class TrackLike(Protocol):

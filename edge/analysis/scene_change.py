@@ -46,7 +46,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-
 from vaktpost.edge.analysis.frames import check_image, steady_seconds
 from vaktpost.edge.config.scene_change import SceneChangeSettings
 

@@ -41,7 +41,6 @@ from typing import Literal
 
 import cv2
 import numpy as np
-
 from vaktpost.edge.analysis.frames import check_image, steady_seconds
 from vaktpost.edge.config.tamper import TamperSettings
 from vaktpost.edge.privacy.masks import polygon_mask

@@ -15,9 +15,8 @@ zones and regions, not ids.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Iterable, Protocol
 
 from vaktpost.edge.config.track import TrackerSettings
 

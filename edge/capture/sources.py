@@ -108,7 +108,7 @@ class LatestFrame:
         self.ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"source-{describe(source)}", daemon=True)
 
-    def start(self) -> LatestFrame:
+    def start(self) -> "LatestFrame":
         self._thread.start()
         return self
 

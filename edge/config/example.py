@@ -11,7 +11,6 @@ import typing
 
 import yaml
 from pydantic import BaseModel
-
 from vaktpost.edge.config import NodeConfig
 
 EXAMPLE: dict = {

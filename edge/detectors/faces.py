@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 import cv2
 import numpy as np
-
 from vaktpost.edge.detectors import Box
 from vaktpost.edge.detectors.onnx_session import input_spec, open_session, output_names
 from vaktpost.edge.detectors.ssd import to_rgb

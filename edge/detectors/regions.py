@@ -29,7 +29,6 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
-
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors import Box, Detection, Detector
 from vaktpost.edge.detectors.yolo import nms

@@ -19,7 +19,6 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors import PERSON, Detection
 from vaktpost.edge.detectors.onnx_session import input_spec

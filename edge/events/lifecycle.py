@@ -9,10 +9,9 @@ has `ended_at` set.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Callable, Literal
 
 from vaktpost.contract.events import Event, EventType, uuid7
 

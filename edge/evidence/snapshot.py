@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Annotated
 import cv2
 import numpy as np
 from pydantic import Field
-
 from vaktpost.edge.config.snapshot import SnapshotSettings
 from vaktpost.edge.detectors import Box
 

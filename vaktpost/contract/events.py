@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -43,7 +43,7 @@ def _utc(v: datetime | None) -> datetime | None:
         return None
     if v.tzinfo is None:
         raise ValueError("timestamps must carry a time zone")
-    return v.astimezone(UTC)
+    return v.astimezone(timezone.utc)
 
 
 Region = Annotated[
@@ -86,7 +86,7 @@ class Event(BaseModel):
         None, description="Why the snapshot was withheld; set exactly when snapshot is withheld")
 
     @model_validator(mode="after")
-    def _withheld_has_reason(self) -> Event:
+    def _withheld_has_reason(self) -> "Event":
         # A reason without "withheld" (or the reverse) is a node bug the consumer should see.
         if (self.snapshot == "withheld") != (self.snapshot_withheld is not None):
             raise ValueError("snapshot_withheld must be set when snapshot is withheld, and only then")
@@ -96,7 +96,7 @@ class Event(BaseModel):
         return self.model_dump_json(by_alias=True).encode()
 
     @classmethod
-    def from_payload(cls, data: bytes | str) -> Event:
+    def from_payload(cls, data: bytes | str) -> "Event":
         return cls.model_validate_json(data)
 
 
