@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a fresh Debian / Raspberry Pi OS machine for scripts/demo and scripts/test:
-# system packages when missing, then .venv with the project installed editable.
+# system packages when missing, then .venv with the project installed editable
+# (with the demo's and the tests' extras, versions from constraints.txt).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,10 +37,11 @@ if [ ! -x .venv/bin/python ]; then
   echo "bootstrap: creating .venv"
   "$PY" -m venv .venv
 fi
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+# constraints.txt pins the versions CI tested (the demo's extras are part of dev).
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "bootstrap: installing vaktpost[dev] into .venv (a few minutes the first time; log: .venv/install.log)"
-  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e '.[dev]'; } \
-       > .venv/install.log 2>&1; then
+  if ! { .venv/bin/python -m pip install -c constraints.txt --upgrade pip \
+         && .venv/bin/python -m pip install -c constraints.txt -e '.[dev]'; } > .venv/install.log 2>&1; then
     tail -n 40 .venv/install.log >&2
     echo "bootstrap: pip install failed; the whole log is in .venv/install.log" >&2
     exit 1

@@ -20,7 +20,8 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from vaktpost.edge.config.detectors import DetectorSettings
+
+from vaktpost.edge.config.detectors import DetectorSettings  # noqa: E402
 from vaktpost.edge.detectors import Detection, NullDetector  # noqa: E402
 from vaktpost.edge.detectors.factory import create_detector  # noqa: E402
 from vaktpost.edge.detectors.ops import classwise_nms, letterbox, nms, unletterbox  # noqa: E402

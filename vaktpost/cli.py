@@ -361,5 +361,22 @@ def demo(
     raise typer.Exit(run_demo(workdir, nodes=nodes, console=out))
 
 
+# Libraries of the optional extras (pyproject.toml), by import name: a node-only install
+# lacks them, and a command that needs one says which extra to install.
+EXTRA_OF_MODULE = {"sqlalchemy": "central", "psycopg": "central", "skimage": "demo"}
+
+
+def main() -> None:
+    """The `vaktpost` command: `app`, with a missing optional library named in one line."""
+    try:
+        app()
+    except ModuleNotFoundError as e:
+        extra = EXTRA_OF_MODULE.get((e.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(f"error: this command needs the {extra} extra: pip install 'vaktpost[{extra}]'", file=sys.stderr)
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -307,10 +307,8 @@ class Scene:
 
 def _texture(rng: np.random.Generator, h: int, w: int, scale: float, amount: float) -> np.ndarray:
     """Smooth multiplicative texture around 1.0 (blurred noise), so surfaces are not flat."""
-    n = rng.standard_normal((h, w), dtype=np.float32)
-    n = cv2.GaussianBlur(n, (0, 0), max(0.5, scale))
-    n /= float(n.std()) or 1.0
-    return 1.0 + amount * n
+    n = cv2.GaussianBlur(rng.standard_normal((h, w), dtype=np.float32), (0, 0), max(0.5, scale))
+    return 1.0 + amount * (n / (float(n.std()) or 1.0))
 
 
 def _rect(img: np.ndarray, x1: float, y1: float, x2: float, y2: float, color: Color) -> None:
@@ -340,10 +338,12 @@ def _backdrop(width: int, height: int, seed: int, kind: str) -> np.ndarray:
                 _rect(canvas, x, y, x + 0.07, y + 0.09, (65, 55, 45))  # glass
         _rect(canvas, 0.56, 0.38, 0.62, horizon, (40, 45, 70))  # door
         for x in (0.1, 0.35, 0.6, 0.85):  # painted court lines
-            cv2.line(canvas, (int(x * w), int(0.6 * h)), (int((x - 0.05) * w), h - 1), (190, 190, 190), max(1, w // 320))
+            cv2.line(canvas, (int(x * w), int(0.6 * h)), (int((x - 0.05) * w), h - 1), (190, 190, 190),
+                     max(1, w // 320))
     else:
         _rect(canvas, 0.0, horizon, 1.0, horizon + 0.03, (70, 120, 80))  # far hedge
-        cv2.ellipse(canvas, (int(0.5 * w), int(0.8 * h)), (int(0.6 * w), int(0.08 * h)), 0, 0, 360, (120, 140, 150), -1)  # gravel path
+        # gravel path
+        cv2.ellipse(canvas, (int(0.5 * w), int(0.8 * h)), (int(0.6 * w), int(0.08 * h)), 0, 0, 360, (120, 140, 150), -1)
         _rect(canvas, 0.12, 0.62, 0.26, 0.66, (60, 80, 110))  # bench seat
     for tx, r in ((0.8, 0.11), (0.93, 0.08)) if kind == "schoolyard" else ((0.15, 0.12), (0.45, 0.09), (0.8, 0.14)):
         _rect(canvas, tx - 0.012, horizon - 0.12, tx + 0.012, horizon + 0.02, (40, 55, 75))  # trunk
@@ -409,7 +409,7 @@ def _photo(kind: str) -> np.ndarray:
     try:
         from skimage import data
     except ImportError:  # the node never draws photo figures; only dev/eval needs scikit-image
-        raise RuntimeError("photo figures need scikit-image: pip install scikit-image") from None
+        raise RuntimeError("photo figures need scikit-image: pip install 'vaktpost[demo]'") from None
     if kind == "astronaut":
         return np.ascontiguousarray(data.astronaut()[:, :, ::-1])
     if kind == "cameraman":
@@ -432,7 +432,7 @@ def person_matte(image: np.ndarray, rect: Rect, sure: tuple[Rect, ...] = ()) -> 
         mask[sy : sy + sh, sx : sx + sw] = cv2.GC_FGD
     bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     cv2.setRNGSeed(12345)  # GrabCut's GMM initialisation draws from OpenCV's global RNG
-    cv2.grabCut(small, mask, None, bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)
+    cv2.grabCut(small, mask, (0, 0, 0, 0), bgd, fgd, 5, cv2.GC_INIT_WITH_MASK)  # the mask, not a rect, seeds it
     fg = np.isin(mask, (cv2.GC_FGD, cv2.GC_PR_FGD)).astype(np.uint8)
     # Keep the largest blob and fill its small holes: GrabCut drops dark bits inside
     # the person (shadows on a face, a glove) that belong to them. Large holes are
@@ -699,7 +699,7 @@ def write_video(scene: Scene, path: str | Path) -> Path:
     if fourcc is None:
         raise ValueError(f"{path}: use a .avi (MJPG) or .mp4 (mp4v) file name")
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), scene.fps, (scene.width, scene.height))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*fourcc), scene.fps, (scene.width, scene.height))
     if not writer.isOpened():
         raise RuntimeError(f"{path}: OpenCV cannot write {fourcc} video here")
     try:
