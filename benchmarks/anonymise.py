@@ -27,14 +27,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without an install
 
-import numpy as np  # noqa: E402
-from timing import timed  # noqa: E402
-from vaktpost.edge.config.snapshot import SnapshotSettings
-from vaktpost.edge.evidence.anonymise import Anonymiser, detect_people  # noqa: E402
-from vaktpost.edge.evidence.snapshot import downscale, encode_jpeg, make_snapshot  # noqa: E402
-from vaktpost.edge.privacy.masks import PrivacyMasker  # noqa: E402
+import numpy as np
+from timing import timed
 
-from vaktpost.scenes import Figure, Scene, render_frame  # noqa: E402
+from vaktpost.edge.config.snapshot import SnapshotSettings
+from vaktpost.edge.evidence.anonymise import Anonymiser, detect_people
+from vaktpost.edge.evidence.snapshot import downscale, encode_jpeg, make_snapshot
+from vaktpost.edge.privacy.masks import PrivacyMasker
+from vaktpost.scenes import Figure, Scene, render_frame
 
 MASK = [[0.05, 0.05], [0.35, 0.08], [0.15, 0.45]]
 

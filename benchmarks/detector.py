@@ -27,17 +27,18 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without an install
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from timing import timed  # noqa: E402
+import cv2
+import numpy as np
+from timing import timed
+
 from vaktpost.edge.config.detectors import DetectorSettings
-from vaktpost.edge.detectors.factory import create_detector  # noqa: E402
-from vaktpost.edge.detectors.onnx_session import verified_model_path  # noqa: E402
-from vaktpost.edge.detectors.ops import classwise_nms, to_rgb  # noqa: E402
-from vaktpost.edge.detectors.regions import RegionDetector  # noqa: E402
-from vaktpost.edge.detectors.ssd import OUTPUTS, SsdDetector  # noqa: E402
-from vaktpost.edge.detectors.yolo import decode_yolo  # noqa: E402
-from vaktpost.edge.modelfile import ModelError  # noqa: E402
+from vaktpost.edge.detectors.factory import create_detector
+from vaktpost.edge.detectors.onnx_session import verified_model_path
+from vaktpost.edge.detectors.ops import classwise_nms, to_rgb
+from vaktpost.edge.detectors.regions import RegionDetector
+from vaktpost.edge.detectors.ssd import OUTPUTS, SsdDetector
+from vaktpost.edge.detectors.yolo import decode_yolo
+from vaktpost.edge.modelfile import ModelError
 
 
 def test_frame() -> tuple[np.ndarray, str]:

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -27,14 +27,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from vaktpost.broker.config import CentralConfig, CentralMqtt  # noqa: E402
-from vaktpost.broker.ingest.consumer import Consumer  # noqa: E402
-from vaktpost.broker.local import HOST, LocalBroker  # noqa: E402
-from vaktpost.broker.store import Store  # noqa: E402
-from vaktpost.contract.topics import Topic  # noqa: E402
-
-from vaktpost.contract.events import Event, uuid7  # noqa: E402
-from vaktpost.contract.messages import Ack  # noqa: E402
+from vaktpost.broker.config import CentralConfig, CentralMqtt
+from vaktpost.broker.ingest.consumer import Consumer
+from vaktpost.broker.local import HOST, LocalBroker
+from vaktpost.broker.store import Store
+from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.messages import Ack
+from vaktpost.contract.topics import Topic
 
 NODE = "bench-node"
 
@@ -80,7 +79,7 @@ class NodeClient:
 
 
 def make_events(n: int) -> list[Event]:
-    t0 = datetime(2024, 9, 2, 8, tzinfo=timezone.utc)
+    t0 = datetime(2024, 9, 2, 8, tzinfo=UTC)
     out = []
     for i in range(n):
         t = t0 + timedelta(seconds=i)

@@ -19,14 +19,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without an install
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from vaktpost.edge.analysis.imageops import to_analysis_gray  # noqa: E402
-from vaktpost.edge.analysis.motion import MotionDetector  # noqa: E402
-from vaktpost.edge.config import MotionSection  # noqa: E402
-from vaktpost.edge.privacy.masks import PrivacyMasker  # noqa: E402
+import cv2
+import numpy as np
 
-from vaktpost.scenes import demo_scenes, render_frame  # noqa: E402
+from vaktpost.edge.analysis.imageops import to_analysis_gray
+from vaktpost.edge.analysis.motion import MotionDetector
+from vaktpost.edge.config import MotionSection
+from vaktpost.edge.privacy.masks import PrivacyMasker
+from vaktpost.scenes import demo_scenes, render_frame
 
 
 def render(width: int, height: int, n: int) -> tuple[list[np.ndarray], list[float]]:

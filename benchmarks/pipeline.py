@@ -48,17 +48,17 @@ from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runnable without an install
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from vaktpost.edge.config import Camera, parse  # noqa: E402
-from vaktpost.edge.detectors import Detection, Detector, NullDetector  # noqa: E402
-from vaktpost.edge.detectors.factory import create_detector  # noqa: E402
-from vaktpost.edge.evidence.anonymise import Anonymiser  # noqa: E402
-from vaktpost.edge.evidence.snapshot import make_snapshot  # noqa: E402
-from vaktpost.edge.pipeline import CameraPipeline  # noqa: E402
-from vaktpost.edge.privacy.masks import PrivacyMasker  # noqa: E402
+import cv2
+import numpy as np
 
-from vaktpost.scenes import Figure, Scene, render_frame  # noqa: E402
+from vaktpost.edge.config import Camera, parse
+from vaktpost.edge.detectors import Detection, Detector, NullDetector
+from vaktpost.edge.detectors.factory import create_detector
+from vaktpost.edge.evidence.anonymise import Anonymiser
+from vaktpost.edge.evidence.snapshot import make_snapshot
+from vaktpost.edge.pipeline import CameraPipeline
+from vaktpost.edge.privacy.masks import PrivacyMasker
+from vaktpost.scenes import Figure, Scene, render_frame
 
 WIDTH, HEIGHT = 640, 480
 TZ = "Europe/Stockholm"

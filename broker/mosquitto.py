@@ -37,8 +37,8 @@ from pathlib import Path
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from vaktpost.broker.config import SNAPSHOT_MAX_BYTES_CEILING
 
+from vaktpost.broker.config import SNAPSHOT_MAX_BYTES_CEILING
 from vaktpost.contract.config import RESERVED_ACCOUNTS
 from vaktpost.contract.topics import ROOT
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date, datetime, time, timezone
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, field_validator
-from vaktpost.broker.store import Store
 
+from vaktpost.broker.store import Store
 from vaktpost.contract.config import (
     ConfigError,
     Ident,
@@ -119,7 +119,7 @@ class Registry:
 def to_utc(v: datetime, tz: ZoneInfo) -> datetime:
     if v.tzinfo is None:
         v = v.replace(tzinfo=tz)
-    return v.astimezone(timezone.utc)
+    return v.astimezone(UTC)
 
 
 def _fmt(t: datetime | None) -> str:

@@ -16,7 +16,6 @@ from vaktpost.broker.config import CentralConfig, load_central
 from vaktpost.broker.ingest.consumer import Consumer
 from vaktpost.broker.places import import_places
 from vaktpost.broker.store import PurgeResult, Store, utcnow
-
 from vaktpost.contract.config import ConfigError
 
 log = logging.getLogger("vaktpost.broker.service")

@@ -29,7 +29,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,8 @@ from sqlalchemy.schema import CreateColumn
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from vaktpost.contract.events import BaseEvent
-from vaktpost.contract.messages import Heartbeat, Status
 from vaktpost.contract.jpeg import CONTENT_TYPE as JPEG
+from vaktpost.contract.messages import Heartbeat, Status
 from vaktpost.contract.topics import Topic
 
 log = logging.getLogger("vaktpost.broker.store")
@@ -79,12 +79,12 @@ PURGE_CHUNK = 500
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def as_utc(t: datetime) -> datetime:
     """Aware UTC; a naive time is taken to be UTC already."""
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 class UtcDateTime(TypeDecorator):

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
+from vaktpost.contract.events import Event
 from vaktpost.edge.capture.sources import SourceError, open_source, sampled_frames
 from vaktpost.edge.config import Camera, NodeConfig
 from vaktpost.edge.pipeline import CameraPipeline
-
-from vaktpost.contract.events import Event
 
 
 @dataclass

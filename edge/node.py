@@ -6,9 +6,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from vaktpost.contract.events import Event
+from vaktpost.contract.messages import Heartbeat
+from vaktpost.contract.topics import Topic
 from vaktpost.edge.capture.sources import LatestFrame, SourceError, describe, sampled_frames
 from vaktpost.edge.config import Camera, NodeConfig, source_file
 from vaktpost.edge.delivery.outbox import Outbox
@@ -20,15 +23,11 @@ from vaktpost.edge.health import FpsMeter, cpu_temperature
 from vaktpost.edge.modelfile import ModelError
 from vaktpost.edge.pipeline import CameraPipeline
 
-from vaktpost.contract.events import Event
-from vaktpost.contract.messages import Heartbeat
-from vaktpost.contract.topics import Topic
-
 log = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Node:

@@ -14,10 +14,12 @@ repeatable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable
 
 import numpy as np
+
+from vaktpost.contract.events import EventType, Phase, WithheldReason
 from vaktpost.edge.analysis.motion import MotionDetector, MotionResult
 from vaktpost.edge.analysis.rules import PeopleRules
 from vaktpost.edge.analysis.scene_change import SceneChangeDetector
@@ -34,8 +36,6 @@ from vaktpost.edge.evidence.anonymise import AnonymiseError, Anonymiser
 from vaktpost.edge.evidence.snapshot import EncodeError, make_snapshot
 from vaktpost.edge.geometry import zone_at
 from vaktpost.edge.privacy.masks import PrivacyMasker
-
-from vaktpost.contract.events import EventType, Phase, WithheldReason
 
 log = logging.getLogger(__name__)
 

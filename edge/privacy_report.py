@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from vaktpost.edge.config import NodeConfig
-from vaktpost.edge.config.snapshot import SnapshotPolicy
-from vaktpost.edge.privacy.masks import polygon_mask
-
 from vaktpost.contract.events import Event, EventType
 from vaktpost.contract.messages import Heartbeat
 from vaktpost.contract.topics import ANY, Topic
+from vaktpost.edge.config import NodeConfig
+from vaktpost.edge.config.snapshot import SnapshotPolicy
+from vaktpost.edge.privacy.masks import polygon_mask
 
 _GRID = (400, 400)  # resolution at which mask coverage is measured
 

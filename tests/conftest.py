@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from mqtt_harness import Broker, PayloadAuditor, start_broker
@@ -157,11 +158,12 @@ def pg_url_fresh(pg_server_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def place_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator["Store"]:
+def place_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """An empty place log (vaktpost.broker.store.Store), once on SQLite and once on PostgreSQL
     (a schema of its own inside the session's `pg_url` database)."""
     from sqlalchemy import create_engine, text
     from sqlalchemy.engine import make_url
+
     from vaktpost.broker.store import Store, normalise_url
 
     if request.param == "sqlite":

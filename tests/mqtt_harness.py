@@ -19,18 +19,19 @@ import re
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from vaktpost.broker.local import HOST, BrokerStartError, LocalBroker, free_port
 
+from vaktpost.broker.local import HOST, BrokerStartError, LocalBroker, free_port
 from vaktpost.contract.topics import ROOT
 
 __all__ = ["HOST", "Broker", "BrokerStartError", "MqttTestClient", "PayloadAuditor", "free_port",
@@ -56,7 +57,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float = DEFAULT_TIMEOUT, i
 class Broker(LocalBroker):
     """A LocalBroker that also hands out blocking test clients (`client`, `connack`)."""
 
-    _clients: list["MqttTestClient"] = field(default_factory=list, repr=False)
+    _clients: list[MqttTestClient] = field(default_factory=list, repr=False)
 
     def close(self) -> None:
         """Disconnect all test clients, then stop (the fixtures' teardown). `stop()` alone
@@ -72,7 +73,7 @@ class Broker(LocalBroker):
                clean_start: bool = True, session_expiry: int | None = None,
                will: tuple[str, bytes, int, bool] | None = None, tls_ca: Path | None = None,
                connect: bool = True, takeover: bool = False,
-               timeout: float = DEFAULT_TIMEOUT) -> "MqttTestClient":
+               timeout: float = DEFAULT_TIMEOUT) -> MqttTestClient:
         """An MQTT v5 client for `username` (its password from credentials unless given;
         None = anonymous). `tls_ca` turns on TLS, trusting that CA. Connected (CONNACK
         success awaited) unless connect=False.
@@ -266,7 +267,7 @@ class MqttTestClient:
             self.paho.loop_stop()
             self._started = False
 
-    def __enter__(self) -> "MqttTestClient":
+    def __enter__(self) -> MqttTestClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -347,7 +348,7 @@ class PayloadAuditor:
     broker (reconnecting across restarts) and records any message that carries image data
     outside `/snapshots/` — the one path an (anonymised) image may take."""
 
-    def __init__(self, broker: "Broker") -> None:
+    def __init__(self, broker: Broker) -> None:
         self.seen = 0
         self.violations: list[str] = []
         self._lock = threading.Lock()

@@ -3,17 +3,17 @@
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
-from vaktpost.edge.analyze import analyze
-from vaktpost.edge.config import parse
 
 from vaktpost.contract.events import Event
+from vaktpost.edge.analyze import analyze
+from vaktpost.edge.config import parse
 from vaktpost.scenes import Figure, Scene, demo_scenes, write_video
 
-T0 = datetime(2026, 11, 26, 19, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 26, 19, 0, tzinfo=UTC)
 
 
 def node_config(video, **camera) -> dict:

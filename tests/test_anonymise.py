@@ -20,15 +20,15 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from vaktpost.edge.config.snapshot import SnapshotSettings  # noqa: E402
-from vaktpost.edge.detectors import Detection, NullDetector  # noqa: E402
-from vaktpost.edge.detectors.faces import (  # noqa: E402
+from vaktpost.edge.config.snapshot import SnapshotSettings
+from vaktpost.edge.detectors import Detection, NullDetector
+from vaktpost.edge.detectors.faces import (
     centerface_input,
     decode_centerface,
     plan_input,
     to_faces,
 )
-from vaktpost.edge.evidence.anonymise import (  # noqa: E402
+from vaktpost.edge.evidence.anonymise import (
     REASONS,
     AnonymiseError,
     Anonymiser,
@@ -39,7 +39,7 @@ from vaktpost.edge.evidence.anonymise import (  # noqa: E402
     paint,
     person_tiles,
 )
-from vaktpost.edge.evidence.snapshot import (  # noqa: E402
+from vaktpost.edge.evidence.snapshot import (
     KEEP_MARKERS,
     EncodeError,
     downscale,
@@ -49,10 +49,9 @@ from vaktpost.edge.evidence.snapshot import (  # noqa: E402
     snapshot_image,
     strip_jpeg,
 )
-from vaktpost.edge.modelfile import MODELS_DIR, load_manifest  # noqa: E402
-from vaktpost.edge.privacy.masks import PrivacyMasker, polygon_mask  # noqa: E402
-
-from vaktpost.scenes import Figure, Scene, render_frame  # noqa: E402
+from vaktpost.edge.modelfile import MODELS_DIR, load_manifest
+from vaktpost.edge.privacy.masks import PrivacyMasker, polygon_mask
+from vaktpost.scenes import Figure, Scene, render_frame
 
 BLACK = (0, 0, 0)
 TRIANGLE = [[0.05, 0.05], [0.35, 0.08], [0.15, 0.45]]

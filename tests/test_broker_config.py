@@ -13,8 +13,8 @@ import pwd
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -31,6 +31,7 @@ from mqtt_harness import (
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import BaseModel
+
 from vaktpost.broker.config import SNAPSHOT_MAX_BYTES_CEILING
 from vaktpost.broker.mosquitto import (
     ACL_FILE,
@@ -45,11 +46,10 @@ from vaktpost.broker.mosquitto import (
     load_credentials,
     render_acl,
 )
+from vaktpost.contract.topics import ANY, ROOT, Topic
 from vaktpost.edge.config.snapshot import SnapshotSettings
 from vaktpost.edge.delivery.transport import packet_size
 from vaktpost.edge.evidence.snapshot import encode_jpeg
-
-from vaktpost.contract.topics import ANY, ROOT, Topic
 
 NOT_AUTHORIZED = 0x87
 AUTH_REFUSED = {0x86, 0x87}  # Bad user name or password / Not authorized; 2.0.x sends 0x87

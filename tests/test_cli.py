@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
+
 from vaktpost.broker.places import import_places
 from vaktpost.broker.store import Store
-
 from vaktpost.contract.events import Event, uuid7
 
 
@@ -74,7 +74,7 @@ def test_errors_and_user_text_keep_their_square_brackets(tmp_path: Path) -> None
         "places": [{"id": "hall", "name": "Hall [b]B[/b]", "kind": "schoolyard"}],
         "cameras": [{"node": "node-a", "camera": "yard", "place": "hall", "from": "2020-01-01"}]}))
     import_places(store, tmp_path / "places.yaml")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     store.insert_many([Event(event_id=uuid7(), seq=1, node_id="node-a", camera_id="yard", type="motion",
                              started_at=now, confidence=0.5, phase="start")])
     store.close()

@@ -3,10 +3,10 @@ import sys
 
 import pytest
 import yaml
-from vaktpost.edge.config import load, parse
-from vaktpost.edge.config.example import example_yaml
 
 from vaktpost.contract.config import ConfigError
+from vaktpost.edge.config import load, parse
+from vaktpost.edge.config.example import example_yaml
 
 
 def base(**camera) -> dict:
@@ -100,6 +100,7 @@ def test_cli_config_check_exit_codes(tmp_path):
 def test_example_lists_every_option():
     """The example is the reader's list of options: each field of each section appears."""
     from pydantic import BaseModel
+
     from vaktpost.edge.config import NodeConfig
     from vaktpost.edge.config.example import _flatten
 

@@ -7,26 +7,26 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import yaml
 from mqtt_harness import Broker, MqttTestClient, wait_until
+
 from vaktpost.broker.config import CentralConfig, load_central
 from vaktpost.broker.ingest.consumer import Consumer, subscriptions
 from vaktpost.broker.ingest.parse import Rejected, parse_message
 from vaktpost.broker.store import Store
-
 from vaktpost.contract.config import ConfigError
 from vaktpost.contract.events import Event, EventV1, uuid7
 from vaktpost.contract.messages import Ack, Heartbeat, Status
 from vaktpost.contract.topics import ANY, Topic
 
 REPO = Path(__file__).resolve().parent.parent
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2024, 9, 2, 8, 0, tzinfo=UTC)
 
 PLACES = {

@@ -7,12 +7,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
 from rich.console import Console
-from vaktpost.broker.store import Store
-from vaktpost.edge.evidence.snapshot import jpeg_segments
 
+from vaktpost.broker.store import Store
 from vaktpost.demo import run_demo
+from vaktpost.edge.evidence.snapshot import jpeg_segments
 
 
 @pytest.mark.slow

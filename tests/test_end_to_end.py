@@ -6,22 +6,22 @@ what it sends does not depend on how busy the machine is."""
 from __future__ import annotations
 
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from mqtt_harness import Broker, make_test_ca, running_central, wait_until
+
+from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.topics import Topic
 from vaktpost.edge.analyze import analyze
 from vaktpost.edge.config import parse
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
 from vaktpost.edge.node import Node
-
-from vaktpost.contract.events import Event, uuid7
-from vaktpost.contract.topics import Topic
 from vaktpost.scenes import Figure, Scene, write_video
 
-START = datetime(2024, 5, 14, 19, 0, tzinfo=timezone.utc)
+START = datetime(2024, 5, 14, 19, 0, tzinfo=UTC)
 PLACES = {
     "places": [{"id": "ekbacken-yard", "name": "Ekbacken schoolyard", "kind": "schoolyard", "district": "Norra"}],
     "cameras": [{"node": "node-a", "camera": "yard", "place": "ekbacken-yard", "from": "2020-01-01"}],
@@ -119,7 +119,7 @@ def test_node_and_consumer_over_tls(broker_factory, tmp_path: Path) -> None:
                  "cameras": [{"id": "yard", "source": "unused.avi"}]})
     outbox = Outbox(cfg.spool.path, cfg.spool.max_events, cfg.spool.when_full)
     ev = Event(event_id=uuid7(), seq=outbox.next_seq(), node_id="node-a", camera_id="yard", type="motion",
-               started_at=datetime.now(timezone.utc), ended_at=datetime.now(timezone.utc), confidence=0.7,
+               started_at=datetime.now(UTC), ended_at=datetime.now(UTC), confidence=0.7,
                phase="end")
     outbox.put(ev.event_id, Topic.events("node-a", "yard"), ev.to_payload())
     with running_central(b, tmp_path, PLACES, tls_ca=ca_crt) as store:

@@ -1,5 +1,5 @@
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import get_args
 
@@ -8,8 +8,6 @@ import pytest
 from pydantic import ValidationError
 
 import vaktpost.contract
-from vaktpost.edge.analysis.scene_change import ChangeKind
-from vaktpost.edge.analysis.tamper import SUBTYPES as TAMPER_SUBTYPES
 from vaktpost.contract.events import (
     EVENT_MODELS,
     SCHEMA_NAME,
@@ -26,13 +24,15 @@ from vaktpost.contract.events import (
     schema_file_name,
     uuid7,
 )
+from vaktpost.edge.analysis.scene_change import ChangeKind
+from vaktpost.edge.analysis.tamper import SUBTYPES as TAMPER_SUBTYPES
 
 SCHEMA_DIR = Path(vaktpost.contract.__file__).resolve().parent / "schema"
 
 
 def event(**kw) -> Event:
     base = dict(event_id=uuid7(), seq=1, node_id="node-a", camera_id="yard", type="motion",
-                started_at=datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc), confidence=0.8, phase="start")
+                started_at=datetime(2026, 11, 26, 20, 0, tzinfo=UTC), confidence=0.8, phase="start")
     return Event(**{**base, **kw})
 
 
@@ -81,7 +81,7 @@ def test_subtypes_belong_to_their_type():
     assert set(HealthSubtype) == {"camera_lost", "detector_unavailable", "snapshot_withheld"}
     for t, allowed in SUBTYPES.items():
         for sub in [*TamperSubtype, *SceneChangeSubtype, *HealthSubtype, None]:
-            ended = {"ended_at": datetime(2026, 11, 26, 20, 1, tzinfo=timezone.utc), "phase": "end"}
+            ended = {"ended_at": datetime(2026, 11, 26, 20, 1, tzinfo=UTC), "phase": "end"}
             fits = sub is None if allowed is None else sub in set(allowed)
             if fits:
                 assert event(type=t, subtype=sub, **ended).subtype == sub
@@ -108,13 +108,13 @@ def test_the_published_v2_schema_states_the_rules_across_fields():
 
 
 def test_phase_end_exactly_when_ended():
-    end = event(ended_at=datetime(2026, 11, 26, 20, 1, tzinfo=timezone.utc), phase="end")
+    end = event(ended_at=datetime(2026, 11, 26, 20, 1, tzinfo=UTC), phase="end")
     assert end.phase is Phase.end and json.loads(end.to_payload())["phase"] == "end"
     assert event(phase="update").phase is Phase.update
     with pytest.raises(ValidationError, match="phase"):
         event(phase="end")
     with pytest.raises(ValidationError, match="phase"):
-        event(phase="update", ended_at=datetime(2026, 11, 26, 20, 1, tzinfo=timezone.utc))
+        event(phase="update", ended_at=datetime(2026, 11, 26, 20, 1, tzinfo=UTC))
     with pytest.raises(ValidationError):
         event(phase="stop")
 
@@ -162,7 +162,7 @@ def test_invalid_fields_are_refused(bad):
 def test_timestamps_are_normalised_to_utc():
     from zoneinfo import ZoneInfo
     e = event(started_at=datetime(2026, 11, 26, 21, 0, tzinfo=ZoneInfo("Europe/Stockholm")))
-    assert e.started_at == datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc)
+    assert e.started_at == datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
     assert json.loads(e.to_payload())["started_at"].endswith("Z")
 
 

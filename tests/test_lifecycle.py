@@ -1,12 +1,11 @@
 import itertools
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
+from vaktpost.contract.events import EventType
 from vaktpost.edge.events.factory import EventIdentity
 from vaktpost.edge.events.lifecycle import Lifecycle
 
-from vaktpost.contract.events import EventType
-
-T0 = datetime(2026, 11, 26, 20, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 26, 20, 0, tzinfo=UTC)
 
 
 def make(min_duration=1.0, merge_gap=3.0, update_interval=10.0) -> Lifecycle:

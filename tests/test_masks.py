@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+
 from vaktpost.edge.privacy.masks import PrivacyMasker, polygon_mask
 
 RESOLUTIONS = [(48, 64), (240, 320), (359, 641), (450, 800)]  # (h, w), odd sizes included

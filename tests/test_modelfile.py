@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from vaktpost.edge.modelfile import (
     MANIFEST,
     MODELS_DIR,

@@ -7,6 +7,7 @@ import dataclasses
 import cv2
 import numpy as np
 import pytest
+
 from vaktpost.edge.analysis.imageops import (
     estimate_illumination,
     is_ghost,
@@ -23,7 +24,6 @@ from vaktpost.edge.analysis.motion import (
     is_illumination_step,
 )
 from vaktpost.edge.config.motion import MotionSection
-
 from vaktpost.scenes import demo_scenes, frames
 
 H, W = 480, 640

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import itertools
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
-import vaktpost.edge
 from pydantic import ValidationError
+
+import vaktpost.edge
+from vaktpost.contract.events import EventType
 from vaktpost.edge.config import parse
 from vaktpost.edge.detectors import NullDetector
 from vaktpost.edge.events.factory import EventIdentity, health_event, new_event, restate
 from vaktpost.edge.events.lifecycle import Update
 from vaktpost.edge.pipeline import CameraPipeline
 
-from vaktpost.contract.events import EventType
-
-T0 = datetime(2024, 5, 14, 19, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 14, 19, 0, tzinfo=UTC)
 
 
 def pipeline() -> CameraPipeline:

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import yaml
+
 from vaktpost.broker.places import import_places, load_places
 from vaktpost.broker.store import Store
-
 from vaktpost.contract.config import ConfigError
 from vaktpost.contract.events import Event, uuid7
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "places.yaml"
-UTC = timezone.utc
+UTC = UTC
 
 
 @pytest.fixture

@@ -15,15 +15,19 @@ import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-import vaktpost.edge.node
 import yaml
 from mqtt_harness import Broker, running_central, wait_until
+
+import vaktpost.edge.node
+from vaktpost.contract.events import Event, EventType
+from vaktpost.contract.messages import Ack, Heartbeat, Status
+from vaktpost.contract.topics import ANY, Kind, Topic, snapshot_row_id
 from vaktpost.edge.analyze import analyze
 from vaktpost.edge.config import parse
 from vaktpost.edge.config.snapshot import SnapshotPolicy
@@ -35,13 +39,9 @@ from vaktpost.edge.modelfile import MODELS_DIR
 from vaktpost.edge.node import Node
 from vaktpost.edge.pipeline import CameraPipeline
 from vaktpost.edge.privacy.masks import polygon_mask
-
-from vaktpost.contract.events import Event, EventType
-from vaktpost.contract.messages import Ack, Heartbeat, Status
-from vaktpost.contract.topics import ANY, Kind, Topic, snapshot_row_id
 from vaktpost.scenes import Figure, LensCover, Scene, render_frame, write_video
 
-T0 = datetime(2024, 5, 14, 19, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 14, 19, 0, tzinfo=UTC)
 EVERY_DAY = [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": "00:00", "to": "23:59"}]
 YARD = [[0.0, 0.6], [1.0, 0.6], [1.0, 1.0], [0.0, 1.0]]
 # Over the building (a rectangle) and over the sky and tree (a slanted triangle): textured,

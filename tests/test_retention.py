@@ -6,22 +6,22 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 from mqtt_harness import Broker, wait_until
 from test_consumer import acked_ids, node_client, running_consumer, write_config
+
 from vaktpost.broker import store as store_module
 from vaktpost.broker.service import run_purge
 from vaktpost.broker.store import PurgeResult, Store
-from vaktpost.edge.delivery.outbox import Outbox
-
 from vaktpost.contract.events import Event, uuid7
 from vaktpost.contract.topics import Topic, snapshot_row_id
+from vaktpost.edge.delivery.outbox import Outbox
 
-UTC = timezone.utc
+UTC = UTC
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
 JPEG = b"\xff\xd8 stored as is by the store \xff\xd9"  # the store does not check images; the consumer does

@@ -1,9 +1,11 @@
 import itertools
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from pydantic import ValidationError
+
+from vaktpost.contract.events import EventType
 from vaktpost.edge.analysis.rules import PeopleRules
 from vaktpost.edge.analysis.track import Tracker
 from vaktpost.edge.config import Zone
@@ -11,11 +13,9 @@ from vaktpost.edge.config.rules import RulesSettings
 from vaktpost.edge.config.track import TrackerSettings
 from vaktpost.edge.geometry import foot_point, point_in_polygon
 
-from vaktpost.contract.events import EventType
-
 TZ = "Europe/Stockholm"
-NIGHT = datetime(2026, 11, 25, 21, 0, tzinfo=timezone.utc)  # Wednesday 22:00 local
-DAY = datetime(2026, 11, 25, 11, 0, tzinfo=timezone.utc)  # Wednesday 12:00 local
+NIGHT = datetime(2026, 11, 25, 21, 0, tzinfo=UTC)  # Wednesday 22:00 local
+DAY = datetime(2026, 11, 25, 11, 0, tzinfo=UTC)  # Wednesday 12:00 local
 NIGHTS = [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": "18:00", "to": "06:00"}]
 
 # Schoolyard: x 0.4..0.6 over the whole height, armed at night. Park: the right edge, never armed.

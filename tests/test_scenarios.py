@@ -17,7 +17,6 @@ pytest.importorskip("skimage", reason="photo figures need scikit-image (dev extr
 from vaktpost.edge.analysis.schedule import is_armed
 from vaktpost.edge.config import Camera, parse
 from vaktpost.edge.geometry import point_in_polygon
-
 from vaktpost.evaluate import load_clip
 from vaktpost.scenarios import LOITER_SECONDS, QUICK, Scenario, generate, scenarios
 from vaktpost.scenes import (

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
+
 from vaktpost.edge.analysis.scene_change import (
     SceneChange,
     SceneChangeDetector,
@@ -23,7 +24,6 @@ from vaktpost.edge.analysis.scene_change import (
     view_sharpness,
 )
 from vaktpost.edge.config.scene_change import SceneChangeSettings
-
 from vaktpost.scenes import Figure, Scene, render_frame
 
 FPS = 5.0

@@ -1,7 +1,8 @@
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+
 from vaktpost.edge.analysis.schedule import is_armed
 from vaktpost.edge.config import ArmedSchedule
 
@@ -43,27 +44,27 @@ def test_friday_overnight_tail_reaches_into_saturday_without_weekend_range():
 def test_utc_instants_are_judged_in_local_wall_clock():
     s = sched({"days": ["mon"], "from": "18:00", "to": "19:00"})
     # 2026-11-23 17:30 UTC is 18:30 in Stockholm (UTC+1 in winter).
-    assert is_armed(s, datetime(2026, 11, 23, 17, 30, tzinfo=timezone.utc), STHLM)
-    assert not is_armed(s, datetime(2026, 11, 23, 18, 30, tzinfo=timezone.utc), STHLM)
+    assert is_armed(s, datetime(2026, 11, 23, 17, 30, tzinfo=UTC), STHLM)
+    assert not is_armed(s, datetime(2026, 11, 23, 18, 30, tzinfo=UTC), STHLM)
 
 
 def test_dst_spring_forward_keeps_wall_clock_times():
     # Sunday 2026-03-29: clocks go 02:00 → 03:00 in Stockholm.
     s = sched({"days": ["sat"], "from": "22:00", "to": "06:00"})
-    assert is_armed(s, datetime(2026, 3, 29, 3, 59, tzinfo=timezone.utc), STHLM)  # 05:59 CEST
-    assert not is_armed(s, datetime(2026, 3, 29, 4, 0, tzinfo=timezone.utc), STHLM)  # 06:00 CEST
+    assert is_armed(s, datetime(2026, 3, 29, 3, 59, tzinfo=UTC), STHLM)  # 05:59 CEST
+    assert not is_armed(s, datetime(2026, 3, 29, 4, 0, tzinfo=UTC), STHLM)  # 06:00 CEST
     # The same range a week earlier (no DST change) ends at 05:00 UTC.
-    assert is_armed(s, datetime(2026, 3, 22, 4, 59, tzinfo=timezone.utc), STHLM)
-    assert not is_armed(s, datetime(2026, 3, 22, 5, 0, tzinfo=timezone.utc), STHLM)
+    assert is_armed(s, datetime(2026, 3, 22, 4, 59, tzinfo=UTC), STHLM)
+    assert not is_armed(s, datetime(2026, 3, 22, 5, 0, tzinfo=UTC), STHLM)
 
 
 def test_dst_fall_back_repeated_hour_is_armed_both_times():
     # Sunday 2026-10-25: 03:00 CEST → 02:00 CET, so 02:30 happens twice.
     s = sched({"days": ["sun"], "from": "02:00", "to": "03:00"})
-    first = datetime(2026, 10, 25, 0, 30, tzinfo=timezone.utc)   # 02:30 CEST
-    second = datetime(2026, 10, 25, 1, 30, tzinfo=timezone.utc)  # 02:30 CET
+    first = datetime(2026, 10, 25, 0, 30, tzinfo=UTC)   # 02:30 CEST
+    second = datetime(2026, 10, 25, 1, 30, tzinfo=UTC)  # 02:30 CET
     assert is_armed(s, first, STHLM) and is_armed(s, second, STHLM)
-    assert not is_armed(s, datetime(2026, 10, 25, 2, 0, tzinfo=timezone.utc), STHLM)  # 03:00 CET
+    assert not is_armed(s, datetime(2026, 10, 25, 2, 0, tzinfo=UTC), STHLM)  # 03:00 CET
 
 
 def test_exception_dates_disarm_and_armed_dates_arm():

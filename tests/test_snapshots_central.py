@@ -5,7 +5,7 @@ publisher."""
 from __future__ import annotations
 
 import io
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -20,17 +20,17 @@ from test_consumer import (
     running_consumer,
     write_config,
 )
+
 from vaktpost.broker.ingest.parse import Rejected, Snapshot, parse_message
 from vaktpost.broker.store import Store
+from vaktpost.contract.events import Event, uuid7
+from vaktpost.contract.jpeg import JpegError, check_jpeg
+from vaktpost.contract.topics import ANY, Kind, Topic, TopicError, snapshot_row_id
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
 
-from vaktpost.contract.events import Event, uuid7
-from vaktpost.contract.jpeg import JpegError, check_jpeg
-from vaktpost.contract.topics import ANY, Kind, Topic, TopicError, snapshot_row_id
-
-UTC = timezone.utc
+UTC = UTC
 MAX = 2 * 1024 * 1024
 NOT_AUTHORIZED = 0x87
 T = 30.0

@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
 from mqtt_harness import free_port, wait_until
+
+from vaktpost.contract.events import Event
+from vaktpost.edge.analyze import analyze
 from vaktpost.edge.capture.sources import (
     LatestFrame,
     OpenCVSource,
     SourceError,
     describe,
 )
-from vaktpost.edge.analyze import analyze
 from vaktpost.edge.config import parse
 from vaktpost.edge.node import Node
-
-from vaktpost.contract.events import Event
 from vaktpost.scenes import Figure, Scene, write_video
 
 
@@ -131,7 +131,7 @@ def test_unpaced_file_source_runs_on_frame_time_like_analyze(tmp_path):
     video = write_video(Scene(duration_s=12, fps=10, seed=3, figures=[
         Figure(0.5, 4.0, [(0.1, 0.7), (0.9, 0.75)]), Figure(7.5, 11.0, [(0.9, 0.8), (0.2, 0.7)])]),
         tmp_path / "yard.avi")
-    start = datetime(2024, 5, 14, 19, 0, tzinfo=timezone.utc)
+    start = datetime(2024, 5, 14, 19, 0, tzinfo=UTC)
     cfg = parse({
         "node": {"id": "node-a"},
         "mqtt": {"host": "127.0.0.1", "port": free_port(), "password": "x"},  # no broker: all stays spooled

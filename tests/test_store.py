@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
-from vaktpost.broker.store import Store, default_topic, events, normalise_url
 
+from vaktpost.broker.store import Store, default_topic, events, normalise_url
 from vaktpost.contract.events import Event, EventV1, uuid7
 from vaktpost.contract.topics import Topic
 
-UTC = timezone.utc
+UTC = UTC
 CEST = timezone(timedelta(hours=2))
 T_MOVE = datetime(2024, 8, 19, 0, 0, tzinfo=CEST)  # node-a/yard moves from school to schoolyard
 

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 from pydantic import ValidationError
+
 from vaktpost.edge.analysis.imageops import cell_contrast, cell_sharpness
 from vaktpost.edge.analysis.tamper import (
     TamperDetector,
@@ -18,7 +19,6 @@ from vaktpost.edge.analysis.tamper import (
 )
 from vaktpost.edge.config.tamper import TamperSettings
 from vaktpost.edge.privacy.masks import PrivacyMasker
-
 from vaktpost.scenes import Figure, Scene, render_frame
 
 FPS = 5.0

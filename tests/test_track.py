@@ -3,6 +3,7 @@ from dataclasses import dataclass
 
 import pytest
 from pydantic import ValidationError
+
 from vaktpost.edge.analysis.track import Tracker, center_distance, greedy_pairs
 from vaktpost.edge.config.track import TrackerSettings
 from vaktpost.edge.geometry import iou

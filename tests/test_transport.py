@@ -16,21 +16,21 @@ import sys
 import textwrap
 import threading
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
 from mqtt_harness import Broker, MqttTestClient, wait_until
-from vaktpost.broker.mosquitto import MAX_PACKET_SIZE
-from vaktpost.edge.config import MqttSection
-from vaktpost.edge.delivery.outbox import Outbox
-from vaktpost.edge.delivery.transport import Publisher
 
+from vaktpost.broker.mosquitto import MAX_PACKET_SIZE
 from vaktpost.contract.events import Event, EventType, Phase, uuid7
 from vaktpost.contract.messages import Ack, Heartbeat, Status
 from vaktpost.contract.topics import ANY, Topic
+from vaktpost.edge.config import MqttSection
+from vaktpost.edge.delivery.outbox import Outbox
+from vaktpost.edge.delivery.transport import Publisher
 
 NODE = "node-a"
 CAM = "cam1"
@@ -85,7 +85,7 @@ class Consumer:
 
 def make_event(outbox: Outbox, node: str = NODE, **kw) -> Event:
     fields = dict(event_id=uuid7(), seq=outbox.next_seq(), node_id=node, camera_id=CAM, type=EventType.motion,
-                  started_at=datetime.now(timezone.utc), confidence=0.9, phase="start")
+                  started_at=datetime.now(UTC), confidence=0.9, phase="start")
     fields.update(kw)
     return Event(**fields)
 
@@ -157,7 +157,7 @@ def test_an_updated_event_is_delivered_in_its_newest_state(broker: Broker, outbo
     pub = make_publisher(outbox)
     start = put(outbox, pub)
     wait_until(lambda: start.event_id in consumer.ids(), T)
-    end = start.model_copy(update={"ended_at": datetime.now(timezone.utc), "confidence": 0.95, "phase": Phase.end})
+    end = start.model_copy(update={"ended_at": datetime.now(UTC), "confidence": 0.95, "phase": Phase.end})
     put(outbox, pub, end)
     wait_until(lambda: consumer.latest(start.event_id) == end, T, message="end state delivered")
     wait_until(lambda: outbox.depth() == 0, T)
@@ -374,13 +374,13 @@ def test_heartbeat_carries_outbox_counters(broker: Broker, outbox: Outbox) -> No
     watcher = broker.client(broker.credentials.consumer.username)
     assert watcher.subscribe_wait(Topic.heartbeat(NODE)) == 1
     pub = Publisher(NODE, mqtt_config(broker), outbox)
-    hb = Heartbeat(node_id=NODE, at=datetime.now(timezone.utc))
+    hb = Heartbeat(node_id=NODE, at=datetime.now(UTC))
     assert pub.heartbeat(hb) is False  # not connected: nothing queued
     pub.start()
     try:
         assert pub.wait_connected(T)
         c = outbox.counters()
-        hb = Heartbeat(node_id=NODE, at=datetime.now(timezone.utc), outbox_depth=c["depth"],
+        hb = Heartbeat(node_id=NODE, at=datetime.now(UTC), outbox_depth=c["depth"],
                        outbox_dropped=c["dropped"], outbox_failed=c["failed"], fps={CAM: 4.9})
         assert pub.heartbeat(hb) is True
         got = Heartbeat.model_validate_json(watcher.expect_message(T, Topic.heartbeat(NODE)).payload)

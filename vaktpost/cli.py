@@ -11,9 +11,9 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -103,10 +103,10 @@ def node_run(config: Annotated[Path, typer.Option("--config", "-c", help="Node Y
 def analyze(
     video: Annotated[Path, typer.Argument(help="Video file to analyse")],
     config: Annotated[Path, typer.Option("--config", "-c", help="Node YAML config")],
-    camera: Annotated[Optional[str], typer.Option(help="Camera id whose settings apply (default: first)")] = None,
-    start_time: Annotated[Optional[str], typer.Option(help="ISO 8601 wall-clock time of frame 0 (default: now)")] = None,
-    out_file: Annotated[Optional[Path], typer.Option("--out", help="Write JSON lines here (default: stdout)")] = None,
-    snapshots: Annotated[Optional[Path], typer.Option(
+    camera: Annotated[str | None, typer.Option(help="Camera id whose settings apply (default: first)")] = None,
+    start_time: Annotated[str | None, typer.Option(help="ISO 8601 wall-clock time of frame 0 (default: now)")] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write JSON lines here (default: stdout)")] = None,
+    snapshots: Annotated[Path | None, typer.Option(
         help="Write every snapshot the node would send as DIR/<event_id>.jpg, byte for byte")] = None,
 ) -> None:
     """Run the node pipeline over a video file without MQTT; one JSON line per event, final state."""
@@ -124,7 +124,7 @@ def analyze(
     except ConfigError as e:
         raise _fail(str(e)) from None
     if start_time is None:
-        t0 = datetime.now(timezone.utc)
+        t0 = datetime.now(UTC)
     else:
         try:
             t0 = datetime.fromisoformat(start_time)
@@ -192,7 +192,7 @@ def scenarios_generate(directory: Path,
 
 @app.command("eval")
 def eval_(directory: Path,
-          json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the report as JSON")] = None
+          json_out: Annotated[Path | None, typer.Option("--json", help="Also write the report as JSON")] = None
           ) -> None:
     """Run the node pipeline over labelled clips; precision, recall and false alarms per hour."""
     from vaktpost.evaluate import evaluate
@@ -261,8 +261,8 @@ def _database(url: str, *, create: bool) -> Iterator[Store]:
         store.close()
 
 
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="Central YAML config")]
-DbOpt = Annotated[Optional[str], typer.Option("--database", help="SQLAlchemy URL (overrides the config)")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Central YAML config")]
+DbOpt = Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (overrides the config)")]
 
 
 @app.command()
@@ -315,7 +315,7 @@ def _since(value: str | None) -> datetime | None:
     m = re.fullmatch(r"(\d+)([mhd])", value)
     if m:
         unit = {"m": "minutes", "h": "hours", "d": "days"}[m.group(2)]
-        return datetime.now(timezone.utc) - timedelta(**{unit: int(m.group(1))})
+        return datetime.now(UTC) - timedelta(**{unit: int(m.group(1))})
     try:
         t = datetime.fromisoformat(value)
     except ValueError:
@@ -326,9 +326,9 @@ def _since(value: str | None) -> datetime | None:
 @app.command()
 def events(
     config: ConfigOpt = None, database: DbOpt = None,
-    place: Annotated[Optional[str], typer.Option(help="Place id")] = None,
-    since: Annotated[Optional[str], typer.Option(help="ISO 8601 time or age such as 12h, 7d")] = None,
-    type: Annotated[Optional[str], typer.Option("--type", help="Event type, e.g. motion")] = None,
+    place: Annotated[str | None, typer.Option(help="Place id")] = None,
+    since: Annotated[str | None, typer.Option(help="ISO 8601 time or age such as 12h, 7d")] = None,
+    type: Annotated[str | None, typer.Option("--type", help="Event type, e.g. motion")] = None,
     limit: Annotated[int, typer.Option(help="Rows at most")] = 200,
 ) -> None:
     """Print the place log as a table, newest first."""
@@ -353,7 +353,7 @@ def events(
 
 @app.command()
 def demo(
-    workdir: Annotated[Optional[Path], typer.Option(help="Keep the demo's files here (default: a temp dir, removed)")] = None,
+    workdir: Annotated[Path | None, typer.Option(help="Keep the demo's files here (default: a temp dir, removed)")] = None,
     nodes: Annotated[int, typer.Option(min=1, max=2, help="Number of camera nodes")] = 2,
 ) -> None:
     """Mosquitto + nodes over generated scenes + central consumer, then a per-place summary."""

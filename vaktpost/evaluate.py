@@ -51,7 +51,7 @@ class Observed:
     confidence: float = 0.0
 
     @classmethod
-    def from_event(cls, ev: Event, start_time: datetime) -> "Observed":
+    def from_event(cls, ev: Event, start_time: datetime) -> Observed:
         def rel(t: datetime) -> float:
             return (t - start_time).total_seconds()
 

@@ -71,7 +71,7 @@ class Expected:
     must: bool = True
 
     @classmethod
-    def from_json(cls, data: object) -> "Expected":
+    def from_json(cls, data: object) -> Expected:
         """Parse one entry of a clip's "expected" list; ValueError says what is wrong."""
         if not isinstance(data, dict):
             raise ValueError(f"expected an object, got {data!r}")

@@ -41,10 +41,10 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+
 from vaktpost.broker.config import CentralConfig
 from vaktpost.broker.ingest.parse import Parsed, Rejected, Snapshot, ack_id, node_of, parse_message
 from vaktpost.broker.store import PurgeResult, Store, StoreTx, utcnow
-
 from vaktpost.contract.events import BaseEvent
 from vaktpost.contract.messages import Ack, Heartbeat, Status
 from vaktpost.contract.topics import CONSUMER_FILTERS, Topic
@@ -348,7 +348,7 @@ class Consumer:
 
     # -- lifecycle ------------------------------------------------------------------
 
-    def start(self) -> "Consumer":
+    def start(self) -> Consumer:
         m = self.config.mqtt
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = m.session_expiry_seconds

@@ -14,8 +14,8 @@ import re
 from dataclasses import dataclass, field
 
 from pydantic import ValidationError
-from vaktpost.broker.config import DEFAULT_SNAPSHOT_MAX_BYTES
 
+from vaktpost.broker.config import DEFAULT_SNAPSHOT_MAX_BYTES
 from vaktpost.contract.config import format_errors
 from vaktpost.contract.events import UUID7_PATTERN, BaseEvent, parse_event
 from vaktpost.contract.jpeg import JpegError, check_jpeg

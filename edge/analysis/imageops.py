@@ -11,6 +11,7 @@ import math
 
 import cv2
 import numpy as np
+
 from vaktpost.edge.geometry import Box
 
 # Brightness samples used to estimate gain/offset: enough for stable medians,

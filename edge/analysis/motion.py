@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+
 from vaktpost.edge.analysis.imageops import (
     estimate_illumination,
     is_ghost,

@@ -25,18 +25,18 @@ absence. Track ids stay inside this module; events carry zone and region only.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
+from vaktpost.contract.events import EventType
 from vaktpost.edge.analysis.schedule import is_armed
 from vaktpost.edge.config import Zone
 from vaktpost.edge.config.rules import RulesSettings
 from vaktpost.edge.events.factory import EventIdentity
 from vaktpost.edge.events.lifecycle import Lifecycle, Update
 from vaktpost.edge.geometry import Box, foot_point, point_in_polygon
-
-from vaktpost.contract.events import EventType
 
 
 class TrackLike(Protocol):

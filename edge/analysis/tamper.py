@@ -41,6 +41,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
+
 from vaktpost.edge.analysis.frames import check_image, steady_seconds
 from vaktpost.edge.analysis.imageops import (
     BLACK,

@@ -15,8 +15,9 @@ zones and regions, not ids.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable, Protocol
+from typing import Protocol
 
 from vaktpost.edge.config.track import TrackerSettings
 from vaktpost.edge.geometry import Box, center, iou

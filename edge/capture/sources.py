@@ -11,12 +11,13 @@ import itertools
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import cv2
 import numpy as np
+
 from vaktpost.edge.capture import FrameSource, SourceError
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ class LatestFrame:
         self.ended = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"source-{describe(source)}", daemon=True)
 
-    def start(self) -> "LatestFrame":
+    def start(self) -> LatestFrame:
         self._thread.start()
         return self
 

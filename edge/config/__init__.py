@@ -15,13 +15,6 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, Field, field_validator, model_validator
-from vaktpost.edge.config.detectors import DetectorSettings
-from vaktpost.edge.config.motion import MotionSection
-from vaktpost.edge.config.rules import RulesSettings
-from vaktpost.edge.config.scene_change import SceneChangeSettings
-from vaktpost.edge.config.snapshot import SnapshotPolicy, SnapshotSettings
-from vaktpost.edge.config.tamper import TamperSettings
-from vaktpost.edge.geometry import self_intersects
 
 from vaktpost.contract.config import (
     RESERVED_ACCOUNTS,
@@ -34,6 +27,13 @@ from vaktpost.contract.config import (
     read_yaml,
     validate,
 )
+from vaktpost.edge.config.detectors import DetectorSettings
+from vaktpost.edge.config.motion import MotionSection
+from vaktpost.edge.config.rules import RulesSettings
+from vaktpost.edge.config.scene_change import SceneChangeSettings
+from vaktpost.edge.config.snapshot import SnapshotPolicy, SnapshotSettings
+from vaktpost.edge.config.tamper import TamperSettings
+from vaktpost.edge.geometry import self_intersects
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -164,7 +164,7 @@ class Camera(Strict):
                                        description="How snapshots are anonymised and encoded")
 
     @model_validator(mode="after")
-    def _unique_zones(self) -> "Camera":
+    def _unique_zones(self) -> Camera:
         names = [z.name for z in self.zones]
         if len(names) != len(set(names)):
             raise ValueError("zone names must be unique per camera")
@@ -191,7 +191,7 @@ class NodeConfig(Strict):
     cameras: list[Camera] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _unique_cameras(self) -> "NodeConfig":
+    def _unique_cameras(self) -> NodeConfig:
         ids = [c.id for c in self.cameras]
         if len(ids) != len(set(ids)):
             raise ValueError("camera ids must be unique")

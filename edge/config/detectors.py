@@ -87,7 +87,7 @@ class DetectorSettings(Strict):
     )
 
     @model_validator(mode="after")
-    def _model_for_kind(self) -> "DetectorSettings":
+    def _model_for_kind(self) -> DetectorSettings:
         if self.kind == "ssd" and self.model is None:
             self.model = DEFAULT_SSD_MODEL
         if self.kind == "yolo" and self.model is None:

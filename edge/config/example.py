@@ -11,6 +11,7 @@ import typing
 
 import yaml
 from pydantic import BaseModel
+
 from vaktpost.edge.config import NodeConfig
 
 EXAMPLE: dict = {

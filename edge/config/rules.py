@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from pydantic import Field, model_validator
-from vaktpost.edge.config.track import TrackerSettings
 
 from vaktpost.contract.config import Strict
+from vaktpost.edge.config.track import TrackerSettings
 
 Seconds = Annotated[float, Field(gt=0)]
 
@@ -46,7 +46,7 @@ class RulesSettings(Strict):
     )
 
     @model_validator(mode="after")
-    def _gap_covers_tracker_memory(self) -> "RulesSettings":
+    def _gap_covers_tracker_memory(self) -> RulesSettings:
         # A person unseen for a moment stays the same track for max_age_seconds; a shorter
         # reenter_gap would still cut their one event in two.
         if self.reenter_gap < self.tracker.max_age_seconds:

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
@@ -21,11 +21,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
-from vaktpost.edge.config import MqttSection
-from vaktpost.edge.delivery.outbox import Outbox, Row
 
 from vaktpost.contract.messages import Ack, Heartbeat, Status
 from vaktpost.contract.topics import Topic
+from vaktpost.edge.config import MqttSection
+from vaktpost.edge.delivery.outbox import Outbox, Row
 
 log = logging.getLogger(__name__)
 _paho_log = logging.getLogger("vaktpost.paho")
@@ -199,7 +199,7 @@ class Publisher:
     # -- publishing ------------------------------------------------------------------
 
     def _status_payload(self, state: Literal["online", "offline"], *, stamp: bool = True) -> bytes:
-        at = datetime.now(timezone.utc) if stamp else None  # a Last Will cannot know when it fires
+        at = datetime.now(UTC) if stamp else None  # a Last Will cannot know when it fires
         return Status(node_id=self.node_id, state=state, at=at).model_dump_json().encode()
 
     def _publish(self, topic: str, payload: bytes, *, qos: int, retain: bool = False,

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+
 from vaktpost.edge.geometry import Box
 
 PERSON = "person"

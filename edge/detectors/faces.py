@@ -28,6 +28,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from vaktpost.edge.detectors import Face
 from vaktpost.edge.detectors.onnx_session import input_spec, open_session, output_names
 from vaktpost.edge.detectors.ops import nms, to_rgb

@@ -42,7 +42,7 @@ def verified_model_path(model: str, sha256: str | None = None, models_dir: Path 
     return resolve(model, models_dir=models_dir)
 
 
-def session_options(threads: int) -> "onnxruntime.SessionOptions":
+def session_options(threads: int) -> onnxruntime.SessionOptions:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -57,7 +57,7 @@ def session_options(threads: int) -> "onnxruntime.SessionOptions":
     return opts
 
 
-def create_session(path: Path, threads: int) -> "onnxruntime.InferenceSession":
+def create_session(path: Path, threads: int) -> onnxruntime.InferenceSession:
     """CPU InferenceSession for an already verified file; ModelError if onnxruntime cannot use it."""
     try:
         import onnxruntime as ort
@@ -72,7 +72,7 @@ def create_session(path: Path, threads: int) -> "onnxruntime.InferenceSession":
 
 
 def open_session(model: str, threads: int, *, sha256: str | None = None,
-                 models_dir: Path | str | None = None) -> "onnxruntime.InferenceSession":
+                 models_dir: Path | str | None = None) -> onnxruntime.InferenceSession:
     """Verify, then load: the one way detectors get a session."""
     return create_session(verified_model_path(model, sha256, models_dir), threads)
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
 from vaktpost.edge.geometry import iou_one_to_many
 
 PAD_VALUE = 114  # Ultralytics' letterbox grey

@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors import Detection, Detector
 from vaktpost.edge.detectors.ops import nms

@@ -19,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors import PERSON, Detection
 from vaktpost.edge.detectors.onnx_session import input_spec, output_names

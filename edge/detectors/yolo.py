@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import numpy as np
+
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.detectors import PERSON, Detection
 from vaktpost.edge.detectors.onnx_session import input_spec

@@ -11,9 +11,10 @@ starts with `ended_at` null and ends, restated, when it clears, like any other e
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from vaktpost.contract.events import Event, EventType, Phase, uuid7
 

@@ -9,9 +9,9 @@ has `ended_at` set.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Callable
 
 from vaktpost.contract.events import Event, Phase
 from vaktpost.edge.events.factory import EventIdentity, new_event, restate

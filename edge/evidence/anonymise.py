@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Literal, TypeVar, get_args
 
 import numpy as np
+
 from vaktpost.edge.config.detectors import DEFAULT_SSD_MODEL, DetectorSettings
 from vaktpost.edge.config.snapshot import SnapshotSettings
 from vaktpost.edge.detectors import Detector, FaceDetector

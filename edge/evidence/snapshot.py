@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Annotated
 import cv2
 import numpy as np
 from pydantic import Field
-from vaktpost.edge.config.snapshot import SnapshotSettings
-from vaktpost.edge.geometry import Box
 
 from vaktpost.contract.jpeg import EOI, SOF, SOI, SOS, jpeg_spans
+from vaktpost.edge.config.snapshot import SnapshotSettings
+from vaktpost.edge.geometry import Box
 
 if TYPE_CHECKING:
     from vaktpost.edge.evidence.anonymise import Anonymiser

@@ -29,9 +29,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from buildlib import (  # noqa: E402
-    MODELS_DIR, REBUILD_DIR, BuildError, Venv, check_sha256, extract_member, install_result,
-    manifest_entry, require_platform, say, workdir,
+from buildlib import (
+    REBUILD_DIR,
+    BuildError,
+    Venv,
+    check_sha256,
+    extract_member,
+    install_result,
+    manifest_entry,
+    require_platform,
+    say,
+    workdir,
 )
 
 NAME = "ssdlite_mobilenet_v2_coco"

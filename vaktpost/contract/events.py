@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
@@ -100,7 +100,7 @@ def _utc(v: datetime | None) -> datetime | None:
         return None
     if v.tzinfo is None:
         raise ValueError("timestamps must carry a time zone")
-    return v.astimezone(timezone.utc)
+    return v.astimezone(UTC)
 
 
 Region = Annotated[
@@ -138,7 +138,7 @@ class BaseEvent(BaseModel):
     snapshot_withheld: str | None = None
 
     @model_validator(mode="after")
-    def _withheld_has_reason(self) -> "BaseEvent":
+    def _withheld_has_reason(self) -> BaseEvent:
         # A reason without "withheld" (or the reverse) is a node bug the consumer should see.
         if (self.snapshot == "withheld") != (self.snapshot_withheld is not None):
             raise ValueError("snapshot_withheld must be set when snapshot is withheld, and only then")
@@ -170,7 +170,7 @@ class Event(BaseEvent):
     phase: Phase
 
     @model_validator(mode="after")
-    def _subtype_of_type_and_phase_of_end(self) -> "Event":
+    def _subtype_of_type_and_phase_of_end(self) -> Event:
         allowed = SUBTYPES[self.type]
         if allowed is None and self.subtype is not None:
             raise ValueError(f"a {self.type} event has no subtype, got {self.subtype!r}")
@@ -182,7 +182,7 @@ class Event(BaseEvent):
         return self
 
     @classmethod
-    def from_payload(cls, data: bytes | str) -> "Event":
+    def from_payload(cls, data: bytes | str) -> Event:
         return cls.model_validate_json(data)
 
 

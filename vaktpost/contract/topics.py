@@ -55,7 +55,7 @@ class Topic(str):
     kind: Kind
     leaf: str | None
 
-    def __new__(cls, node_id: str, kind: Kind | str, leaf: str | None = None) -> "Topic":
+    def __new__(cls, node_id: str, kind: Kind | str, leaf: str | None = None) -> Topic:
         try:
             kind = Kind(kind)
         except ValueError:
@@ -82,24 +82,24 @@ class Topic(str):
     # -- building --------------------------------------------------------------
 
     @classmethod
-    def events(cls, node_id: str, camera_id: str) -> "Topic":
+    def events(cls, node_id: str, camera_id: str) -> Topic:
         return cls(node_id, Kind.events, camera_id)
 
     @classmethod
-    def snapshots(cls, node_id: str, event_id: str) -> "Topic":
+    def snapshots(cls, node_id: str, event_id: str) -> Topic:
         """Where a node publishes the JPEG snapshot of one of its events (raw bytes)."""
         return cls(node_id, Kind.snapshots, event_id)
 
     @classmethod
-    def status(cls, node_id: str) -> "Topic":
+    def status(cls, node_id: str) -> Topic:
         return cls(node_id, Kind.status)
 
     @classmethod
-    def heartbeat(cls, node_id: str) -> "Topic":
+    def heartbeat(cls, node_id: str) -> Topic:
         return cls(node_id, Kind.heartbeat)
 
     @classmethod
-    def acks(cls, node_id: str) -> "Topic":
+    def acks(cls, node_id: str) -> Topic:
         return cls(node_id, Kind.acks)
 
     @staticmethod
@@ -125,7 +125,7 @@ class Topic(str):
     # -- parsing ---------------------------------------------------------------
 
     @classmethod
-    def parse(cls, topic: str) -> "Topic":
+    def parse(cls, topic: str) -> Topic:
         """The parts of an incoming topic; TopicError unless it is a topic of the tree
         (right levels, known kind, valid ids, no wildcard)."""
         head = f"{ROOT}/"
