@@ -227,7 +227,8 @@ def main() -> None:
                     "and of benchmarks/detector.py (default 2, the config default)")
     ap.add_argument("--opencv-threads", type=int, default=None,
                     help="OpenCV threads (default: OpenCV's own choice, as on the node, which does not set it)")
-    ap.add_argument("--detector-runs", type=int, default=50, help="--runs for benchmarks/detector.py (default 50, its own)")
+    ap.add_argument("--detector-runs", type=int, default=50,
+                    help="--runs for benchmarks/detector.py (default 50, its own)")
     args = ap.parse_args()
     if args.opencv_threads is not None:
         cv2.setNumThreads(args.opencv_threads)

@@ -171,7 +171,7 @@ class CameraPipeline:
             state = self._snapshot_state.get(ev.event_id)
             if state is None:
                 state = {}
-                if ev.type.value in self.snapshot_types and frame is not None:
+                if ev.type.value in self.snapshot_types and frame is not None and t is not None:
                     snap, state = self._snapshot(frame, t)
                 self._snapshot_state[ev.event_id] = state
             if u.phase == "end":
@@ -179,7 +179,7 @@ class CameraPipeline:
             out.append(Update(u.phase, restate(ev, **state) if state else ev, snap))
             if state.get("snapshot") == "withheld" and state["snapshot_withheld"] not in self._reported_withheld:
                 self._reported_withheld.add(state["snapshot_withheld"])
-                out.append(self._health("snapshot_withheld", t))
+                out.append(self._health("snapshot_withheld", t or ev.ended_at or ev.started_at))
         return out
 
     def _snapshot(self, frame: np.ndarray, t: datetime) -> tuple[bytes | None, dict]:

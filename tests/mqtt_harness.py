@@ -20,7 +20,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,10 +260,8 @@ class MqttTestClient:
     def close(self) -> None:
         """Disconnect cleanly (no Last Will) and stop the network thread. Idempotent."""
         if self._started:
-            try:
+            with suppress(Exception):  # already gone: nothing to say goodbye to
                 self.paho.disconnect()
-            except Exception:
-                pass
             self.paho.loop_stop()
             self._started = False
 

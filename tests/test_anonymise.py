@@ -261,7 +261,8 @@ def test_given_person_boxes_are_filled_with_their_margin():
     frame = np.full((100, 200, 3), 255, np.uint8)
     out = an.anonymise(frame, [(0.4, 0.4, 0.6, 0.6)])  # 40x20 px; +50 % each side → x 60..140, y 30..70
     assert (out[30:70, 60:140] == 0).all()
-    assert (out[:30] == 255).all() and (out[70:] == 255).all() and (out[:, :60] == 255).all() and (out[:, 140:] == 255).all()
+    assert (out[:30] == 255).all() and (out[70:] == 255).all()
+    assert (out[:, :60] == 255).all() and (out[:, 140:] == 255).all()
 
 
 def test_with_masker_shares_the_models_and_swaps_the_masks(anonymiser: Anonymiser, settings):
@@ -305,7 +306,8 @@ PHOTOS = {
 }
 
 
-def composite(photo: Photo, size: tuple[int, int], face_px: int, at: tuple[float, float]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def composite(photo: Photo, size: tuple[int, int], face_px: int,
+              at: tuple[float, float]) -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A scene of `size` with the photo's crop pasted in, scaled so the face is `face_px` tall,
     its top-left at fraction `at` of the free room; and the face box in frame pixels (rounded outwards)."""
     w, h = size
@@ -314,7 +316,8 @@ def composite(photo: Photo, size: tuple[int, int], face_px: int, at: tuple[float
     fx1, fy1, fx2, fy2 = photo.face
     s = face_px / (fy2 - fy1)
     cw, ch = round((cx2 - cx1) * s), round((cy2 - cy1) * s)
-    crop = cv2.resize(photo.image()[cy1:cy2, cx1:cx2], (cw, ch), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    interpolation = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
+    crop = cv2.resize(photo.image()[cy1:cy2, cx1:cx2], (cw, ch), interpolation=interpolation)
     ox, oy = round(at[0] * (w - cw)), round(at[1] * (h - ch))
     frame[oy : oy + ch, ox : ox + cw] = crop
     face = (math.floor(ox + (fx1 - cx1) * s), math.floor(oy + (fy1 - cy1) * s),
@@ -345,7 +348,8 @@ def haar_faces(jpeg: bytes) -> list[tuple[int, int, int, int]]:
     found = [tuple(b) for b in frontal.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5)]
     found += [tuple(b) for b in profile.detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5)]
     mirrored = np.ascontiguousarray(gray[:, ::-1])  # the profile cascade knows one side only
-    found += [(w - x - bw, y, bw, bh) for x, y, bw, bh in profile.detectMultiScale(mirrored, scaleFactor=1.1, minNeighbors=5)]
+    mirrored_found = profile.detectMultiScale(mirrored, scaleFactor=1.1, minNeighbors=5)
+    found += [(w - x - bw, y, bw, bh) for x, y, bw, bh in mirrored_found]
     return [tuple(int(v) for v in b) for b in found]  # type: ignore[misc]
 
 

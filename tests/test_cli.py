@@ -51,7 +51,8 @@ def test_unreachable_database_is_one_line(tmp_path: Path) -> None:
 
 
 def test_places_import_creates_the_place_log_and_says_where(tmp_path: Path) -> None:
-    (tmp_path / "places.yaml").write_text(yaml.safe_dump({"places": [{"id": "hall", "name": "Hall", "kind": "schoolyard"}]}))
+    places = {"places": [{"id": "hall", "name": "Hall", "kind": "schoolyard"}]}
+    (tmp_path / "places.yaml").write_text(yaml.safe_dump(places))
     run = vaktpost("places", "import", "places.yaml", cwd=tmp_path)
     assert run.returncode == 0, run.stderr
     assert "imported 1 places" in run.stdout and "vaktpost-central.db" in run.stdout

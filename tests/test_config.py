@@ -90,8 +90,9 @@ def test_cli_config_check_exit_codes(tmp_path):
     (tmp_path / "ca.crt").write_text("x\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump(base(fps=-1)))
-    run = lambda f: subprocess.run([sys.executable, "-m", "vaktpost.cli", "config", "check", str(f)],
-                                   capture_output=True, text=True)
+    def run(f):
+        return subprocess.run([sys.executable, "-m", "vaktpost.cli", "config", "check", str(f)],
+                              capture_output=True, text=True)
     ok, ko = run(good), run(bad)
     assert ok.returncode == 0 and "OK" in ok.stdout
     assert ko.returncode == 2 and "cameras[0].fps" in ko.stderr
@@ -159,8 +160,9 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path, monkeypatch):
 
 def test_config_check_reports_missing_files_but_not_devices_or_urls(tmp_path):
     conf, elsewhere = node_with_files(tmp_path)
-    check = lambda: subprocess.run([sys.executable, "-m", "vaktpost.cli", "config", "check", str(conf / "node.yaml")],
-                                   capture_output=True, text=True, cwd=elsewhere)
+    def check():
+        return subprocess.run([sys.executable, "-m", "vaktpost.cli", "config", "check", str(conf / "node.yaml")],
+                              capture_output=True, text=True, cwd=elsewhere)
     run = check()
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert f"mqtt.password_file: {conf / 'secrets/pw'}: no such file" in run.stderr

@@ -254,7 +254,8 @@ def test_yolo_detector_end_to_end(tmp_path, layout, symbolic):
 
 
 def test_yolo_person_class_setting_selects_the_class(tmp_path):
-    sha = const_model(tmp_path / "y.onnx", "images", TensorProto.FLOAT, [1, 3, 640, 640], {"output0": yolo_output("v8")})
+    sha = const_model(tmp_path / "y.onnx", "images", TensorProto.FLOAT, [1, 3, 640, 640],
+                      {"output0": yolo_output("v8")})
     det = create_detector(DetectorSettings(kind="yolo", model=str(tmp_path / "y.onnx"), model_sha256=sha,
                                            person_class=CAR))
     (only,) = det.detect(frame_bgr())
@@ -265,7 +266,8 @@ def test_yolo_person_class_setting_selects_the_class(tmp_path):
 
 
 def test_yolo_input_size_must_fit_a_fixed_model(tmp_path):
-    sha = const_model(tmp_path / "y.onnx", "images", TensorProto.FLOAT, [1, 3, 640, 640], {"output0": yolo_output("v8")})
+    sha = const_model(tmp_path / "y.onnx", "images", TensorProto.FLOAT, [1, 3, 640, 640],
+                      {"output0": yolo_output("v8")})
     with pytest.raises(ModelError, match="input_size 320"):
         create_detector(DetectorSettings(kind="yolo", model=str(tmp_path / "y.onnx"), model_sha256=sha, input_size=320))
 
@@ -338,7 +340,8 @@ def test_a_model_of_the_wrong_kind_is_refused(tmp_path):
     path, sha = ssd_model(tmp_path)
     with pytest.raises(ModelError, match="is `kind` right"):
         create_detector(DetectorSettings(kind="yolo", model=str(path), model_sha256=sha))
-    ysha = const_model(tmp_path / "y.onnx", "images", TensorProto.FLOAT, [1, 3, 640, 640], {"output0": yolo_output("v8")})
+    ysha = const_model(tmp_path / "y.onnx", "images", TensorProto.FLOAT, [1, 3, 640, 640],
+                      {"output0": yolo_output("v8")})
     with pytest.raises(ModelError, match="is `kind` right"):
         create_detector(DetectorSettings(kind="ssd", model=str(tmp_path / "y.onnx"), model_sha256=ysha))
 

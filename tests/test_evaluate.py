@@ -176,7 +176,8 @@ def _clip_json(**kw) -> dict:
 
 @pytest.mark.parametrize("bad, message", [
     ({"start_time": "2024-05-14T21:00:00"}, "time zone"),
-    ({"expected": [{"type": "tamper", "from_s": 1, "to_s": 2}], "forbidden": ["tamper"]}, "both expected and forbidden"),
+    ({"expected": [{"type": "tamper", "from_s": 1, "to_s": 2}], "forbidden": ["tamper"]},
+     "both expected and forbidden"),
     ({"expected": [{"type": "vandalism", "from_s": 1, "to_s": 2}]}, "unknown event type"),
     ({"forbidden": ["motion"]}, "not scored"),
     ({"expected": [{"type": "tamper", "from_s": 5, "to_s": 2}]}, "ends before it starts"),

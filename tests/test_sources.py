@@ -143,7 +143,8 @@ def test_unpaced_file_source_runs_on_frame_time_like_analyze(tmp_path):
     began = time.monotonic()
     node.run(drain_timeout=0)
     assert time.monotonic() - began < 12, "not played in real time"
-    key = lambda e: (e.type, e.subtype, e.started_at, e.ended_at, e.zone, e.region)
+    def key(e):
+        return (e.type, e.subtype, e.started_at, e.ended_at, e.zone, e.region)
     spooled = sorted((Event.from_payload(r.payload) for r in node.outbox.rows()), key=lambda e: e.seq)
     expected = analyze(video, cfg, cfg.cameras[0], start).events
     assert len(expected) == 2

@@ -47,8 +47,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 def make_event(started: datetime, *, node: str = "node-a", camera: str | None = "yard", seq: int = 1,
                type: str = "motion", event_id: str | None = None, **kw) -> Event:
     return Event(event_id=event_id or uuid7(), seq=seq, node_id=node, camera_id=camera, type=type,
-                 started_at=started, confidence=kw.pop("confidence", 0.5), phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"),
-                 **kw)
+                 started_at=started, confidence=kw.pop("confidence", 0.5),
+                 phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"), **kw)
 
 
 def topic_of(ev: Event) -> str:

@@ -68,7 +68,7 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
 
     console = console or Console()
     temp = workdir is None
-    work = Path(tempfile.mkdtemp(prefix="vaktpost-demo-")) if temp else workdir
+    work = Path(tempfile.mkdtemp(prefix="vaktpost-demo-")) if workdir is None else workdir
     work.mkdir(parents=True, exist_ok=True)
     node_ids = list(SCENE_OF_NODE)[:nodes]
     stop = threading.Event()
@@ -130,8 +130,9 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
             shots = work / "snapshots"
             shots.mkdir(exist_ok=True)
             for row in store.query_events():
-                if row["has_snapshot"]:
-                    (shots / f"{row['event_id']}.jpg").write_bytes(store.get_snapshot(row["event_id"]))
+                jpeg = store.get_snapshot(row["event_id"]) if row["has_snapshot"] else None
+                if jpeg is not None:
+                    (shots / f"{row['event_id']}.jpg").write_bytes(jpeg)
             console.print(escape(f"{counts}; snapshots in {shots}, database {work / 'central.db'}"))
         return 130 if stop.is_set() else 0
     finally:

@@ -1,1 +1,4 @@
-"""The facilities staff inbox (web app): depends on the store, the contract and its own services, never on node internals."""
+"""The facilities staff inbox (web app).
+
+It depends on the store, the contract and its own services, never on node internals.
+"""

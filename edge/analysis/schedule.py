@@ -15,11 +15,11 @@ _END_OF_DAY = time.max
 
 
 def _end(r: ArmedRange) -> time:
-    return _END_OF_DAY if r.to == "24:00" else r.to  # type: ignore[return-value]
+    return _END_OF_DAY if r.to == "24:00" else r.to
 
 
 def _overnight(r: ArmedRange) -> bool:
-    return r.to != "24:00" and r.to <= r.from_  # type: ignore[operator]
+    return r.to != "24:00" and r.to <= r.from_
 
 
 def is_armed(schedule: ArmedSchedule, when: datetime, tz: str | ZoneInfo) -> bool:
@@ -44,7 +44,7 @@ def is_armed(schedule: ArmedSchedule, when: datetime, tz: str | ZoneInfo) -> boo
             elif r.from_ <= now < _end(r) or (r.to == "24:00" and now >= r.from_):
                 return True
         # The tail of an overnight range that started yesterday.
-        if yesterday in r.days and _overnight(r) and now < r.to:  # type: ignore[operator]
-            if (today - timedelta(days=1)) not in schedule.exceptions:
-                return True
+        if (yesterday in r.days and _overnight(r) and now < r.to  # type: ignore[operator]
+                and (today - timedelta(days=1)) not in schedule.exceptions):
+            return True
     return False

@@ -168,7 +168,7 @@ def measure(
     # Match after undoing the shift: a shaking pole or a small nudge is not "no longer the view";
     # the shift has its own threshold. What stays unmatched is a rotated or a different view.
     w, h = small.shape[1], small.shape[0]
-    undo = np.float32([[1, 0, -dx * w], [0, 1, -dy * h]])
+    undo = np.array([[1, 0, -dx * w], [0, 1, -dy * h]], dtype=np.float32)
     aligned = small
     if response >= MIN_RESPONSE:
         aligned = cv2.warpAffine(small, undo, (w, h), borderMode=cv2.BORDER_REPLICATE)

@@ -154,9 +154,11 @@ class Camera(Strict):
     motion: MotionSection = Field(default_factory=MotionSection)
     reconnect_max_seconds: float = Field(30.0, gt=0, description="Cap of the reconnect backoff")
     lost_after_seconds: float = Field(10.0, gt=0, description="No frames for this long raises a health event")
-    detector: DetectorSettings = Field(default_factory=DetectorSettings, description="Person detector (edge/detectors/)")
+    detector: DetectorSettings = Field(default_factory=DetectorSettings,
+                                       description="Person detector (edge/detectors/)")
     rules: RulesSettings = Field(default_factory=RulesSettings, description="Intrusion and loitering rules")
-    tamper: TamperSettings = Field(default_factory=TamperSettings, description="Camera tampering (edge/analysis/tamper.py)")
+    tamper: TamperSettings = Field(default_factory=TamperSettings,
+                                   description="Camera tampering (edge/analysis/tamper.py)")
     scene_change: SceneChangeSettings = Field(default_factory=SceneChangeSettings,
                                               description="Lasting scene change (edge/analysis/scene_change.py)")
     snapshots: SnapshotPolicy = Field(default_factory=SnapshotPolicy, description="Evidence snapshots per event type")

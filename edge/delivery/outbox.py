@@ -310,8 +310,9 @@ class Outbox:
         many seconds old; with `resend_max` too, the wait doubles with every attempt
         up to `resend_max`, so a consumer that is down for hours is not flooded."""
         now = time.time()
+        args: tuple[float, ...] = ()
         if resend_after is None:
-            where, args = "state != 'failed'", ()
+            where = "state != 'failed'"
         else:
             cap = resend_after if resend_max is None else max(resend_max, resend_after)
             where = ("state = 'pending' OR (state = 'sent' AND (last_sent_at IS NULL "

@@ -151,7 +151,8 @@ class CenterFace:
         self.session: Any = open_session(MODEL_NAME, threads, models_dir=models_dir)  # verifies the sha256 first
         spec = input_spec(self.session)
         if spec.dtype != "tensor(float)" or len(spec.shape) != 4 or spec.shape[1] not in (3, None):
-            raise ModelError(f"CenterFace input {spec.name} is {spec.dtype} {list(spec.shape)}; expected float [N, 3, H, W]")
+            raise ModelError(f"CenterFace input {spec.name} is {spec.dtype} {list(spec.shape)}; "
+                             "expected float [N, 3, H, W]")
         missing = [o for o in self.outputs if o not in output_names(self.session)]
         if missing:
             raise ModelError(f"CenterFace model lacks outputs {missing}; it has {output_names(self.session)}")
@@ -166,4 +167,4 @@ class CenterFace:
         return to_faces(boxes[keep], scores[keep], points[keep], plan)
 
 
-__all__ = ["CenterFace", "Face", "FaceDetector", "InputPlan", "centerface_input", "decode_centerface", "plan_input", "to_faces"]
+__all__ = ["CenterFace", "InputPlan", "centerface_input", "decode_centerface", "plan_input", "to_faces"]

@@ -134,7 +134,8 @@ def merge_detections(detections: Sequence[Detection], iou: float) -> list[Detect
     return out
 
 
-def detect_in_crops(image_bgr: np.ndarray, crops: Sequence[Crop], detector: Detector, nms_iou: float) -> list[Detection]:
+def detect_in_crops(image_bgr: np.ndarray, crops: Sequence[Crop], detector: Detector,
+                    nms_iou: float) -> list[Detection]:
     """Run `detector` on each crop of the image; detections in full-frame normalised coordinates."""
     h, w = image_bgr.shape[:2]
     found = []

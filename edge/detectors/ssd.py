@@ -94,5 +94,6 @@ class SsdDetector:
         self.size = (w, h)
 
     def detect(self, image_bgr: np.ndarray) -> list[Detection]:
-        num, boxes, scores, classes = self.session.run(list(OUTPUTS), {self.input_name: ssd_input(image_bgr, self.size)})
+        feed = {self.input_name: ssd_input(image_bgr, self.size)}
+        num, boxes, scores, classes = self.session.run(list(OUTPUTS), feed)
         return decode_ssd(num, boxes, scores, classes, self.class_id, self.threshold)

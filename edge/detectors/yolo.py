@@ -105,7 +105,8 @@ class YoloDetector:
         self.class_id = settings.class_id
         self.nms_iou = settings.nms_iou
         spec = input_spec(session)
-        if spec.dtype not in ("tensor(float)", "tensor(float16)") or len(spec.shape) != 4 or spec.shape[1] not in (3, None):
+        float_input = spec.dtype in ("tensor(float)", "tensor(float16)")
+        if not float_input or len(spec.shape) != 4 or spec.shape[1] not in (3, None):
             raise ModelError(f"model input {spec.name} is {spec.dtype} {list(spec.shape)}; a YOLO export "
                              "takes float [1, 3, H, W] (is `kind` right?)")
         self.input_name = spec.name

@@ -35,12 +35,13 @@ def new_event(identity: EventIdentity, next_seq: Callable[[], int], started_at: 
     """The first message of a new event (`ended_at` set: an event that is over at once,
     one message in phase `end`)."""
     i = identity
-    return Event(
+    # Validated from a mapping: the identity's subtype is a plain name, checked here against its type.
+    return Event.model_validate(dict(
         event_id=uuid7(int(started_at.timestamp() * 1000)), seq=next_seq(), node_id=i.node_id,
         camera_id=i.camera_id, type=i.type, subtype=i.subtype, zone=zone, started_at=started_at,
         ended_at=ended_at, confidence=round(confidence, 3), region=list(region) if region else None,
         phase=Phase.start if ended_at is None else Phase.end,
-    )
+    ))
 
 
 def restate(event: Event, **changes: Any) -> Event:

@@ -133,7 +133,7 @@ def detect_people(detector: Detector, image: np.ndarray) -> list[Box]:
     hides at least as much as the best of them.
     """
     h, w = image.shape[:2]
-    boxes = []
+    boxes: list[Box] = []
     for crop in person_tiles(w, h):
         x1, y1, x2, y2 = crop
         boxes.extend(to_frame(d.box, crop, w, h) for d in detector.detect(image[y1:y2, x1:x2]))

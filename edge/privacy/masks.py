@@ -56,8 +56,7 @@ def polygon_mask(polygons: Sequence[Polygon], shape: tuple[int, int]) -> np.ndar
         return canvas.astype(bool)
     cv2.fillPoly(canvas, pts, 255, lineType=cv2.LINE_8, shift=_SHIFT)
     cv2.polylines(canvas, pts, True, 255, thickness=1, lineType=cv2.LINE_8, shift=_SHIFT)
-    canvas = cv2.dilate(canvas, _KERNEL3)
-    return canvas.astype(bool)
+    return cv2.dilate(canvas, _KERNEL3).astype(bool)
 
 
 class PrivacyMasker:
