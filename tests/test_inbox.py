@@ -17,6 +17,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from babel.messages.extract import extract_from_dir
+from babel.messages.pofile import read_po
 from inbox_harness import PASSWORD, Inbox, start_inbox, write_central
 from sqlalchemy import select
 
@@ -268,3 +270,15 @@ def test_vendored_htmx_matches_its_recorded_checksum() -> None:
     assert rows, "no files listed in VENDORED.md"
     for file, _package, _version, sha256 in rows:
         assert hashlib.sha256((VENDOR / file).read_bytes()).hexdigest() == sha256, file
+
+
+def test_every_text_has_a_swedish_translation() -> None:
+    folder = VENDOR.parent.parent
+    method_map = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
+    options = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
+    keywords = {"_": None, "gettext": None, "tr": (2,)}
+    used = {m[2] for m in extract_from_dir(str(folder), method_map, options, keywords=keywords)}
+    with (folder / "locale" / "sv" / "LC_MESSAGES" / "messages.po").open("rb") as f:
+        catalog = read_po(f)
+    translated = {m.id for m in catalog if m.id and m.string and not m.fuzzy}
+    assert used and used <= translated, f"untranslated: {sorted(used - translated)}"
