@@ -23,7 +23,7 @@ from inbox_harness import PASSWORD, Inbox, start_inbox, write_central
 from sqlalchemy import select
 
 from vaktpost.broker.config import load_central
-from vaktpost.broker.inbox.accounts import users
+from vaktpost.broker.inbox.accounts import Account, Accounts, users
 from vaktpost.broker.inbox.health import node_state
 from vaktpost.broker.inbox.i18n import choose_language, load_translations, local_time
 from vaktpost.broker.inbox.server import read_secret_key
@@ -282,3 +282,18 @@ def test_every_text_has_a_swedish_translation() -> None:
         catalog = read_po(f)
     translated = {m.id for m in catalog if m.id and m.string and not m.fuzzy}
     assert used and used <= translated, f"untranslated: {sorted(used - translated)}"
+
+
+def test_accounts_and_sessions_on_both_databases(place_store: Store) -> None:
+    accounts = Accounts(place_store.engine)
+    accounts.create_tables()
+    accounts.add("anna", "operator", ["Norr", "Öster", "Norr"], "hemligt-ord", now=T0)
+    assert accounts.verify_password("anna", "fel-ord") is None
+    assert accounts.verify_password("nobody", "hemligt-ord") is None
+    anna = accounts.verify_password("anna", "hemligt-ord")
+    assert anna == Account("anna", "operator", frozenset({"Norr", "Öster"}))
+    token = accounts.start_session("anna", now=T0, lifetime=timedelta(hours=12))
+    assert accounts.session_account(token, now=T0 + timedelta(hours=11)) == anna
+    assert accounts.session_account(token, now=T0 + timedelta(hours=12)) is None, "expired"
+    accounts.remove("anna")
+    assert accounts.session_account(token, now=T0) is None and accounts.list() == []
