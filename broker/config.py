@@ -4,7 +4,7 @@ Every option is documented once, in its `description`; docs/central.md is the
 reader-facing form. Errors reuse the node config's style: one line per problem,
 naming the key (`vaktpost.edge.config.ConfigError`, `vaktpost.edge.config.format_errors`).
 
-Relative paths (places_file, password_file, TLS files and the file of a
+Relative paths (places_file, password_file, inbox.secret_key_file, TLS files and the file of a
 ``sqlite:///relative.db`` URL) are taken relative to the config file's directory,
 so a config works the same whatever directory the service starts in.
 """
@@ -23,6 +23,7 @@ from vaktpost.contract.config import (
     BrokerConnection,
     Duration,
     Strict,
+    TimeZoneName,
     read_yaml,
     validate,
 )
@@ -114,6 +115,42 @@ class RetentionSection(Strict):
         return timedelta(seconds=self.events)
 
 
+class InboxSection(Strict):
+    """The facilities staff inbox (`vaktpost inbox`, docs/inbox.md)."""
+
+    secret_key_file: Path | None = Field(
+        None,
+        description="File with the inbox's secret key (at least 32 random bytes, e.g. "
+        "`head -c 48 /dev/urandom | base64 > inbox.key`, mode 0600); it signs the CSRF tokens. Required "
+        "to run the inbox",
+    )
+    host: str = Field("127.0.0.1", min_length=1, description="Address the inbox listens on")
+    port: int = Field(8080, ge=1, le=65535, description="Port the inbox listens on")
+    forwarded: bool = Field(
+        False,
+        description="Behind a reverse proxy that terminates TLS: trust its X-Forwarded-Proto/-For headers "
+        "(from forwarded_allow_ips), so cookies are Secure and the client address is the real one",
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="Comma-separated proxy addresses whose X-Forwarded-* headers are trusted"
+    )
+    timezone: TimeZoneName = Field("Europe/Stockholm", description="Time zone every time is shown in")
+    session_lifetime: Duration = Field(12 * 3600, le=30 * DAY, description="A login lasts this long")
+    login_max_failures: int = Field(
+        10, ge=1, le=1000,
+        description="Wrong passwords for one account, or from one client address, that lock the login",
+    )
+    login_lockout: Duration = Field(
+        15 * 60, le=DAY,
+        description="How long a locked login stays locked; failures older than this are forgotten",
+    )
+    node_offline_after: Duration = Field(
+        90, le=DAY,
+        description="A node whose last heartbeat is older than this is shown offline (3 missed heartbeats "
+        "at the nodes' default 30 s)",
+    )
+
+
 class CentralConfig(Strict):
     database: str = Field(
         DEFAULT_DATABASE,
@@ -127,6 +164,7 @@ class CentralConfig(Strict):
     retention: RetentionSection = Field(default_factory=RetentionSection,
                                         description="How long the place log keeps snapshots, events and "
                                         "dead letters")
+    inbox: InboxSection = Field(default_factory=InboxSection, description="The web inbox (docs/inbox.md)")
 
     @field_validator("database")
     @classmethod
@@ -155,7 +193,7 @@ def _rebase_sqlite(url: str, base: Path) -> str:
 def resolve_paths(cfg: CentralConfig, base: Path) -> CentralConfig:
     """Make relative paths in `cfg` relative to `base` (the config file's directory)."""
     mqtt = cfg.mqtt
-    updates = {}
+    updates: dict[str, Any] = {}
     if p := _rebase(mqtt.password_file, base):
         updates["password_file"] = p
     if mqtt.tls is not None:
@@ -163,6 +201,8 @@ def resolve_paths(cfg: CentralConfig, base: Path) -> CentralConfig:
         updates["tls"] = mqtt.tls.model_copy(update={k: v for k, v in tls.items() if v is not None})
     return cfg.model_copy(
         update={
+            "inbox": cfg.inbox.model_copy(update={"secret_key_file": _rebase(cfg.inbox.secret_key_file, base)
+                                                  or cfg.inbox.secret_key_file}),
             "database": _rebase_sqlite(cfg.database, base),
             "mqtt": mqtt.model_copy(update=updates),
             "places_file": _rebase(cfg.places_file, base) or cfg.places_file,

@@ -11,6 +11,9 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_pkgs+
 command -v mosquitto_pub >/dev/null 2>&1 || need_pkgs+=(mosquitto-clients)
 command -v python3 >/dev/null 2>&1 || need_pkgs+=(python3)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
+# The inbox's browser tests drive Debian's Chromium through Playwright (never `playwright install`,
+# which downloads a browser build of its own).
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from datetime import UTC, datetime
 from importlib.metadata import packages_distributions
 from pathlib import Path
@@ -192,3 +193,25 @@ def test_wheel_in_a_fresh_venv_runs_a_node_then_central(wheel: Path, tmp_path: P
                   cwd=tmp_path)
     assert imported.startswith("imported ")
     assert "place log (0 events)" in ok([vaktpost, "events", "--database", database], cwd=tmp_path)
+
+    # The inbox from the installed wheel: templates, styles, vendored script and Swedish catalogue.
+    (tmp_path / "inbox.key").write_text("k" * 48)
+    central = tmp_path / "central.yaml"
+    central.write_text(yaml.safe_dump({"database": database, "inbox": {"secret_key_file": "inbox.key"}}))
+    added = subprocess.run(
+        [str(vaktpost), "users", "add", "anna", "--config", str(central), "--role", "admin", "--password-stdin"],
+        input="hemligt-ord\n", capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
+    assert added.returncode == 0, added.stderr
+    inbox = subprocess.Popen([str(vaktpost), "inbox", "--config", str(central), "--port", "0"], cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = inbox.stdout.readline() if inbox.stdout else ""
+        assert line.startswith("inbox: http://127.0.0.1:"), (line, inbox.stderr.read() if inbox.stderr else "")
+        base = line.split(" ", 1)[1].strip().rstrip("/")
+        page = urllib.request.urlopen(f"{base}/login", timeout=30).read().decode()
+        assert "Logga in" in page and "/static/vendor/htmx.min.js" in page
+        script = urllib.request.urlopen(f"{base}/static/vendor/htmx.min.js", timeout=30).read()
+        assert script == (ROOT / "broker/inbox/static/vendor/htmx.min.js").read_bytes()
+    finally:
+        inbox.terminate()
+        inbox.wait(timeout=30)

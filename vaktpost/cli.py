@@ -36,6 +36,8 @@ scenarios_app = typer.Typer(help="Labelled synthetic clips for evaluation.", no_
 app.add_typer(scenarios_app, name="scenarios")
 privacy_app = typer.Typer(help="What a node sends, for a DPIA.", no_args_is_help=True)
 app.add_typer(privacy_app, name="privacy")
+users_app = typer.Typer(help="Accounts of the web inbox (docs/inbox.md).", no_args_is_help=True)
+app.add_typer(users_app, name="users")
 
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, greppable
 out = Console()
@@ -362,9 +364,101 @@ def demo(
     raise typer.Exit(run_demo(workdir, nodes=nodes, console=out))
 
 
+# -- inbox -------------------------------------------------------------------
+@app.command()
+def inbox(config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")],
+          host: Annotated[str | None, typer.Option(help="Listen address (default: inbox.host)")] = None,
+          port: Annotated[int | None, typer.Option(min=0, max=65535,
+                                                   help="Listen port, 0 = a free one (default: inbox.port)")] = None,
+          verbose: bool = False) -> None:
+    """Serve the web inbox over the place log, until Ctrl-C."""
+    _logging(verbose)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from vaktpost.broker.inbox.server import serve
+    from vaktpost.contract.config import ConfigError
+    cfg = _central_config(config, None)
+    try:
+        serve(cfg, host, port)
+    except ConfigError as e:
+        raise _fail(str(e)) from None
+    except OSError as e:  # the address is taken or not ours
+        raise _fail(f"inbox: cannot listen on {host or cfg.inbox.host}:{cfg.inbox.port if port is None else port}: "
+                    f"{e.strerror or e}") from None
+    except SQLAlchemyError as e:
+        raise _fail(f"database: {str(getattr(e, 'orig', None) or e).strip().splitlines()[0]}") from None
+
+
+def _read_password(stdin: bool) -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True, err=True))
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="User name (what they type to log in)")],
+    config: ConfigOpt = None, database: DbOpt = None,
+    role: Annotated[str, typer.Option(help="admin, operator or viewer")] = "viewer",
+    district: Annotated[list[str] | None, typer.Option(
+        "--district", help="District the user sees (repeat; required for operator and viewer)")] = None,
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from the first line of standard input")] = False,
+) -> None:
+    """Add an inbox account; the password is prompted for (or read from standard input)."""
+    from vaktpost.broker.inbox.accounts import AccountError, Accounts, check_new_user
+    from vaktpost.broker.store import utcnow
+    cfg = _central_config(config, database)
+    districts = district or []
+    try:
+        check_new_user(name, role, districts, "x" * 64)  # fail before asking for a password
+    except AccountError as e:
+        raise _fail(str(e)) from None
+    password = _read_password(password_stdin)
+    with _database(cfg.database, create=True) as store:
+        accounts = Accounts(store.engine)
+        accounts.create_tables()
+        try:
+            accounts.add(name, role, districts, password, now=utcnow())
+        except AccountError as e:
+            raise _fail(str(e)) from None
+    scope = "all districts" if role == "admin" else ", ".join(sorted(set(districts)))
+    out.print(escape(f"added {role} {name} ({scope})"), highlight=False)
+
+
+@users_app.command("list")
+def users_list(config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """List inbox accounts: name, role, districts."""
+    from vaktpost.broker.inbox.accounts import Accounts
+    cfg = _central_config(config, database)
+    with _database(cfg.database, create=True) as store:
+        accounts = Accounts(store.engine)
+        accounts.create_tables()
+        for a in accounts.list():
+            districts = "all districts" if a.is_admin else ", ".join(sorted(a.districts))
+            out.print(escape(f"{a.name}\t{a.role}\t{districts}"), highlight=False)
+
+
+@users_app.command("remove")
+def users_remove(name: str, config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Remove an inbox account and end its sessions."""
+    from vaktpost.broker.inbox.accounts import AccountError, Accounts
+    cfg = _central_config(config, database)
+    with _database(cfg.database, create=True) as store:
+        accounts = Accounts(store.engine)
+        accounts.create_tables()
+        try:
+            accounts.remove(name)
+        except AccountError as e:
+            raise _fail(str(e)) from None
+    out.print(escape(f"removed {name}"), highlight=False)
+
+
 # Libraries of the optional extras (pyproject.toml), by import name: a node-only install
 # lacks them, and a command that needs one says which extra to install.
-EXTRA_OF_MODULE = {"sqlalchemy": "central", "psycopg": "central", "skimage": "demo"}
+EXTRA_OF_MODULE = {"sqlalchemy": "central", "psycopg": "central", "fastapi": "central", "uvicorn": "central",
+                   "jinja2": "central", "argon2": "central", "babel": "central", "multipart": "central",
+                   "starlette": "central", "skimage": "demo"}
 
 
 def main() -> None:
