@@ -155,7 +155,7 @@ def _rebase_sqlite(url: str, base: Path) -> str:
 def resolve_paths(cfg: CentralConfig, base: Path) -> CentralConfig:
     """Make relative paths in `cfg` relative to `base` (the config file's directory)."""
     mqtt = cfg.mqtt
-    updates = {}
+    updates: dict[str, object] = {}
     if p := _rebase(mqtt.password_file, base):
         updates["password_file"] = p
     if mqtt.tls is not None:

@@ -34,6 +34,7 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -396,7 +397,7 @@ def init_broker(
     *,
     bind_address: str = "0.0.0.0",
     consumer: str = "central",
-    tls: TlsFiles | dict | None = None,
+    tls: TlsFiles | dict[str, Any] | None = None,
     run_as: str | None = None,
 ) -> Credentials:
     """Create or update the broker directory; return all accounts.
