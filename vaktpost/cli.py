@@ -387,7 +387,8 @@ def events(
 
 @app.command()
 def demo(
-    workdir: Annotated[Path | None, typer.Option(help="Keep the demo's files here (default: a temp dir, removed)")] = None,
+    workdir: Annotated[Path | None,
+                       typer.Option(help="Keep the demo's files here (default: a temp dir, removed)")] = None,
     nodes: Annotated[int, typer.Option(min=1, max=2, help="Number of camera nodes")] = 2,
 ) -> None:
     """Mosquitto + nodes over generated scenes + central consumer, then a per-place summary."""
