@@ -36,10 +36,12 @@ def _connect_properties() -> Properties:
     return props
 
 
-def retire_consumer(m: CentralMqtt, timeout: float = RETIRE_TIMEOUT) -> None:
-    """End the session of consumer account `m.username` on the broker `m` names."""
+def retire_consumer(m: CentralMqtt, timeout: float = RETIRE_TIMEOUT, *, client_id: str | None = None) -> None:
+    """End the session of consumer account `m.username` on the broker `m` names.
+    `client_id`: a session an older release kept under another client id; only a broker
+    without use_username_as_clientid (the config of before) honours it."""
     where = f"{m.host}:{m.port}"
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.username, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or m.username, protocol=mqtt.MQTTv5)
     client.username_pw_set(m.username, m.resolved_password())
     if m.tls is not None:
         client.tls_set(ca_certs=str(m.tls.ca_file), certfile=str(m.tls.cert_file) if m.tls.cert_file else None,

@@ -300,15 +300,17 @@ def central(ctx: typer.Context,
 
 
 @central_app.command("retire")
-def central_retire(config: Annotated[Path, typer.Option("--config", "-c", help="The retired consumer's config")]
-                   ) -> None:
+def central_retire(config: Annotated[Path, typer.Option("--config", "-c", help="The retired consumer's config")],
+                   client_id: Annotated[str | None, typer.Option(
+                       help="Client id of a session kept by an older release (before the broker bound client "
+                       "ids to usernames)")] = None) -> None:
     """End a stopped consumer's MQTT session (clean start, session expiry 0), password from its config:
     the broker drops what it queued for it, the nodes resend what no consumer acknowledged."""
     from vaktpost.broker.retire import RetireError, retire_consumer
     from vaktpost.contract.config import ConfigError
     cfg = _central_config(config, None)
     try:
-        retire_consumer(cfg.mqtt)
+        retire_consumer(cfg.mqtt, client_id=client_id)
     except (RetireError, ConfigError) as e:
         raise _fail(str(e)) from None
     out.print(escape(f"ended the session of consumer {cfg.mqtt.username!r} on {cfg.mqtt.host}:{cfg.mqtt.port}; "
