@@ -33,27 +33,44 @@ DEFAULT_DATABASE = "sqlite:///vaktpost-central.db"
 GroupName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
+# Session expiry of a consumer alone: the broker queues everything while it is away.
+SESSION_EXPIRY_ALONE = 7 * 24 * 3600
+# ... and of a member of a shared group. Mosquitto keeps handing a disconnected member its
+# share while the session lives (its issue #2662), so a member killed for good would hold
+# those events until then; the nodes resend what was not acked after their resend_after
+# (30 s, doubling), and the other members store them (docs/central.md, "Several consumers").
+SESSION_EXPIRY_IN_GROUP = 60
+
+
 class CentralMqtt(BrokerConnection):
-    username: str = Field("central", description="Consumer account on the broker")
-    client_id: str = Field(
-        "vaktpost-central",
-        min_length=1,
-        max_length=128,
-        description="MQTT client id; the broker keeps the persistent session under it, so keep it stable "
-        "and unique per consumer process",
-    )
+    username: str = Field("central", description="This consumer's account on the broker, which is also its "
+                          "MQTT client id (the broker binds them): one account per consumer process")
     shared_group: GroupName | None = Field(
         None,
-        description="Subscribe as $share/<group>/… so several consumers (each with its own client_id) "
+        description="Subscribe as $share/<group>/… so several consumers (each with its own account) "
         "split the messages between them; null = one consumer receives everything",
     )
     session_expiry_seconds: int = Field(
-        7 * 24 * 3600,
+        SESSION_EXPIRY_ALONE,
         ge=0,
         le=0xFFFFFFFF,
-        description="How long the broker keeps the session and queues events while the consumer is away",
+        description="How long the broker keeps the session and queues events while the consumer is away "
+        f"(default {SESSION_EXPIRY_ALONE} s alone, {SESSION_EXPIRY_IN_GROUP} s with shared_group)",
     )
     reconnect_max_seconds: int = Field(30, ge=1, le=3600, description="Cap of the reconnect backoff")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _group_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if "client_id" in data:
+            raise ValueError("client_id is no longer used: the broker takes the username as client id. Give each "
+                             "consumer process its own account (vaktpost broker init --consumer NAME) and set "
+                             "mqtt.username to it")
+        if data.get("shared_group") and "session_expiry_seconds" not in data:
+            data = {**data, "session_expiry_seconds": SESSION_EXPIRY_IN_GROUP}
+        return data
 
 
 DEFAULT_SNAPSHOT_MAX_BYTES = 2 * 1024 * 1024
@@ -193,7 +210,7 @@ def _rebase_sqlite(url: str, base: Path) -> str:
 def resolve_paths(cfg: CentralConfig, base: Path) -> CentralConfig:
     """Make relative paths in `cfg` relative to `base` (the config file's directory)."""
     mqtt = cfg.mqtt
-    updates: dict[str, Any] = {}
+    updates: dict[str, object] = {}
     if p := _rebase(mqtt.password_file, base):
         updates["password_file"] = p
     if mqtt.tls is not None:

@@ -80,15 +80,16 @@ class LocalBroker:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @classmethod
-    def create(cls, directory: Path, nodes: list[str], *, consumer: str = "central",
-               tls: TlsFiles | dict[str, Any] | None = None, start: bool = True, attempts: int = 5) -> Self:
+    def create(cls, directory: Path, nodes: list[str], *, consumers: list[str] | None = None,
+               observers: list[str] | None = None, tls: TlsFiles | dict[str, Any] | None = None,
+               start: bool = True, attempts: int = 5) -> Self:
         """init_broker in `directory` on a free loopback port, then (unless start=False)
         start it. Retries with a new port if another process grabbed the chosen one."""
         last: BrokerStartError | None = None
         for _ in range(attempts):
             port = free_port()
-            creds = init_broker(directory, nodes, port, bind_address=HOST, consumer=consumer, tls=tls,
-                                run_as=run_as_self())
+            creds = init_broker(directory, nodes, port, bind_address=HOST, consumers=consumers,
+                                observers=observers, tls=tls, run_as=run_as_self())
             broker = cls(dir=Path(directory), port=port, credentials=creds)
             if not start:
                 return broker
@@ -179,10 +180,12 @@ class LocalBroker:
         self.credentials = load_credentials(self.dir)
         self.proc.send_signal(signal.SIGHUP)
 
-    def add_nodes(self, nodes: list[str]) -> Credentials:
-        """Enrol more nodes (init again on the same directory) and reload a running broker."""
-        self.credentials = init_broker(self.dir, nodes, self.port, bind_address=self.host,
-                                       consumer=self.credentials.consumer.username, run_as=run_as_self())
+    def add_nodes(self, nodes: list[str], *, consumers: list[str] | None = None,
+                  observers: list[str] | None = None) -> Credentials:
+        """Enrol more nodes (and consumers, observers: init again on the same directory)
+        and reload a running broker."""
+        self.credentials = init_broker(self.dir, nodes, self.port, bind_address=self.host, consumers=consumers,
+                                       observers=observers, run_as=run_as_self())
         if self.running:
             self.reload()
         return self.credentials

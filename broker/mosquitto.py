@@ -1,18 +1,20 @@
 """Mosquitto configuration for a Vaktpost site: config file, password file, ACL, credentials.
 
-`init_broker(DIR, nodes)` writes a directory that runs as is with
-``mosquitto -c DIR/mosquitto.conf``:
+`init_broker(DIR, nodes, consumers=..., observers=...)` writes a directory that runs
+as is with ``mosquitto -c DIR/mosquitto.conf``:
 
-- ``mosquitto.conf``: one listener, no anonymous access, persistence under ``DIR/data/``
-- ``passwd``: hashed passwords (made by ``mosquitto_passwd``), one account per node
-  (username = node id) and one for the central consumer
-- ``acl``: nodes confined to their own topic subtree with ``%u`` patterns
+- ``mosquitto.conf``: one listener, no anonymous access, the username as client id
+  (``use_username_as_clientid``), persistence under ``DIR/data/``
+- ``passwd``: hashed passwords (made by ``mosquitto_passwd``), one account per process:
+  each node (username = node id), each central consumer, the inbox, each observer
+- ``acl``: one block of explicit grants per account (docs/mqtt.md, "The ACL")
 - ``credentials.yaml`` (mode 0600): the clear-text passwords, for configuring nodes
-  and the consumer
+  and the central processes
 
 Running init again on the same directory keeps every existing account and password
-and adds the nodes not yet known, so it can be used to enrol new nodes. Nodes are
-never removed by init: delete them from ``credentials.yaml`` and re-run init.
+and adds the names not yet known, so it can be used to enrol new nodes, consumers and
+observers. Accounts are never removed by init: delete them from ``credentials.yaml``
+and re-run init.
 A running Mosquitto re-reads the password file and ACL on SIGHUP.
 
 When run as root, Mosquitto drops privileges to the ``mosquitto`` user (``nobody``
@@ -34,9 +36,10 @@ import stat
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from vaktpost.broker.config import SNAPSHOT_MAX_BYTES_CEILING
 from vaktpost.contract.config import RESERVED_ACCOUNTS
@@ -47,6 +50,8 @@ PASSWD_FILE = "passwd"
 ACL_FILE = "acl"
 CREDENTIALS_FILE = "credentials.yaml"
 DATA_DIR = "data"
+DEFAULT_CONSUMER = "central"
+INBOX_ACCOUNT = "inbox"
 
 # Same rule as edge.event.Ident: node ids are MQTT usernames and topic levels, so
 # they must not contain '/', '+', '#' or anything else with meaning in a topic.
@@ -80,23 +85,41 @@ class Account(BaseModel):
 
 
 class Credentials(BaseModel):
-    """Contents of ``credentials.yaml``."""
+    """Contents of ``credentials.yaml``: every MQTT account, one per process."""
 
     model_config = ConfigDict(extra="forbid")
     host: str = Field(description="Address clients on this host use to reach the broker")
     port: int = Field(ge=1, le=65535)
-    consumer: Account
+    consumers: dict[str, Account] = Field(min_length=1, description="Central consumers, one account per process")
+    inbox: Account = Field(default_factory=lambda: _new_account(INBOX_ACCOUNT), description="The inbox (web app)")
+    observers: dict[str, Account] = Field(default_factory=dict, description="Read-only integrator accounts")
     nodes: dict[str, Account] = Field(default_factory=dict)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_consumer_before(cls, data: Any) -> Any:
+        # credentials.yaml of before: a single `consumer`; its account and password are kept.
+        if isinstance(data, dict) and "consumer" in data and "consumers" not in data:
+            data = dict(data)
+            old = data.pop("consumer")
+            data["consumers"] = {old["username"]: old} if isinstance(old, dict) and "username" in old else old
+        return data
+
+    @property
+    def consumer(self) -> Account:
+        """The first consumer account (the only one on a site with one consumer)."""
+        return next(iter(self.consumers.values()))
+
+    def all_accounts(self) -> list[Account]:
+        return [*self.consumers.values(), self.inbox, *self.observers.values(), *self.nodes.values()]
+
     def account(self, username: str) -> Account:
-        """The account named `username` (a node id or the consumer)."""
-        if username == self.consumer.username:
-            return self.consumer
-        try:
-            return self.nodes[username]
-        except KeyError:
-            known = ", ".join([self.consumer.username, *sorted(self.nodes)])
-            raise KeyError(f"no broker account {username!r}; known: {known}") from None
+        """The account named `username` (a node id, a consumer, an observer or the inbox)."""
+        for a in self.all_accounts():
+            if a.username == username:
+                return a
+        known = ", ".join(a.username for a in self.all_accounts())
+        raise KeyError(f"no broker account {username!r}; known: {known}")
 
 
 class TlsFiles(BaseModel):
@@ -126,31 +149,42 @@ def client_host(bind_address: str) -> str:
     return "127.0.0.1" if bind_address in ("", "0.0.0.0", "::", "*") else bind_address
 
 
-def render_acl(consumer: str) -> str:
-    """ACL text. `pattern` lines apply to every user with %u = username; the node
-    rules are listed grant by grant (no ``#``) so a node can neither write acks nor
-    read anything but its own acks."""
-    return f"""\
+def _grants(user: str, lines: list[str]) -> str:
+    return "\n".join([f"user {user}", *lines]) + "\n"
+
+
+def render_acl(creds: Credentials) -> str:
+    """ACL text: one block per account, every grant spelled out (no ``pattern``: a
+    pattern would apply to every account, so an observer or a consumer named X could
+    publish as a node X; no ``#``), so a node can neither write acks nor read anything
+    but its own acks, and observers and the inbox write nothing."""
+    nodes = ROOT + "/+"
+    header = """\
 # Vaktpost broker ACL, generated by `vaktpost broker init`; edits are overwritten.
-# Username = node id. Anonymous clients are refused (allow_anonymous false).
-
-# Nodes: publish their own events, snapshots (JPEG per event id), status
-# (retained, also the Last Will) and heartbeat; read only their own acks.
-pattern write {ROOT}/%u/events/+
-pattern write {ROOT}/%u/snapshots/+
-pattern write {ROOT}/%u/status
-pattern write {ROOT}/%u/heartbeat
-pattern read {ROOT}/%u/acks
-
-# The central consumer: read every node's events, snapshots, status and
-# heartbeat; ack them.
-user {consumer}
-topic read {ROOT}/+/events/+
-topic read {ROOT}/+/snapshots/+
-topic read {ROOT}/+/status
-topic read {ROOT}/+/heartbeat
-topic write {ROOT}/+/acks
+# One account per process; its username is its MQTT client id (use_username_as_clientid),
+# so no account can take over another's session. Anonymous clients are refused.
 """
+    blocks = [header]
+    for name in creds.consumers:
+        blocks.append(f"# Consumer {name}: reads every node's events, snapshots, status and heartbeat; acks them.\n"
+                      + _grants(name, [f"topic read {nodes}/events/+", f"topic read {nodes}/snapshots/+",
+                                       f"topic read {nodes}/status", f"topic read {nodes}/heartbeat",
+                                       f"topic write {nodes}/acks"]))
+    blocks.append("# The inbox (web app): reads status and heartbeats; writes nothing yet.\n"
+                  + _grants(creds.inbox.username, [f"topic read {nodes}/status", f"topic read {nodes}/heartbeat"]))
+    for name in creds.observers:
+        blocks.append(f"# Observer {name} (read-only, for integrators): events, status and heartbeats; "
+                      "no snapshots, no acks, no writes.\n"
+                      + _grants(name, [f"topic read {nodes}/events/+", f"topic read {nodes}/status",
+                                       f"topic read {nodes}/heartbeat"]))
+    for node in creds.nodes:
+        own = f"{ROOT}/{node}"
+        blocks.append(f"# Node {node}: its own events, snapshots, status (also its Last Will) and heartbeat; "
+                      "reads only its own acks.\n"
+                      + _grants(node, [f"topic write {own}/events/+", f"topic write {own}/snapshots/+",
+                                       f"topic write {own}/status", f"topic write {own}/heartbeat",
+                                       f"topic read {own}/acks"]))
+    return "\n".join(blocks)
 
 
 def render_conf(
@@ -174,7 +208,13 @@ def render_conf(
     ]
     if run_as:
         lines.append(f"user {run_as}")
-    lines += ["", f"listener {port} {bind_address}"]
+    lines += [
+        "",
+        f"listener {port} {bind_address}",
+        "# The client id is the username (every listener needs this line): one account's",
+        "# credentials cannot take over another's session, whatever client id they give.",
+        "use_username_as_clientid true",
+    ]
     if tls is not None:
         lines += [f"certfile {tls.certfile.resolve()}", f"keyfile {tls.keyfile.resolve()}"]
         if tls.cafile is not None:
@@ -183,7 +223,7 @@ def render_conf(
             lines.append("require_certificate true")
     lines += [
         "",
-        "# Keep queued QoS 1 messages and persistent sessions (the consumer's) across restarts.",
+        "# Keep queued QoS 1 messages and persistent sessions (consumers', nodes') across restarts.",
         "persistence true",
         f"persistence_location {d / DATA_DIR}/",
         "autosave_interval 10",
@@ -210,30 +250,45 @@ def render_conf(
     return "\n".join(lines)
 
 
+def _new_account(name: str) -> Account:
+    return Account(username=name, password=secrets.token_urlsafe(24))
+
+
 def merge_credentials(
     existing: Credentials | None,
     nodes: list[str],
-    consumer: str,
     host: str,
     port: int,
+    consumers: list[str] | None = None,
+    observers: list[str] | None = None,
 ) -> Credentials:
-    """Keep every existing account and password; create accounts for new names."""
+    """Keep every existing account and password; create accounts for new names.
+    `consumers` None: keep the existing consumers, or make `central` on a new site.
+    A username belongs to one role only (node, consumer, observer, inbox)."""
+    consumers = consumers or ([] if existing else [DEFAULT_CONSUMER])
 
-    def new_account(name: str) -> Account:
-        return Account(username=name, password=secrets.token_urlsafe(24))
+    def merged(old: dict[str, Account], names: list[str]) -> dict[str, Account]:
+        out = dict(old)
+        for name in names:
+            out.setdefault(name, _new_account(name))
+        return out
 
-    old_nodes = dict(existing.nodes) if existing else {}
-    if existing and existing.consumer.username == consumer:
-        consumer_account = existing.consumer
-    else:
-        consumer_account = new_account(consumer)
-    merged = dict(old_nodes)
-    for node in nodes:
-        if node not in merged:
-            merged[node] = new_account(node)
-    if consumer in merged:
-        raise BrokerSetupError(f"node id {consumer!r} is also the consumer's username; pick another consumer name")
-    return Credentials(host=host, port=port, consumer=consumer_account, nodes=dict(sorted(merged.items())))
+    roles = {
+        "consumer": merged(existing.consumers if existing else {}, consumers),
+        "observer": merged(existing.observers if existing else {}, observers or []),
+        "node": merged(existing.nodes if existing else {}, nodes),
+        "inbox": {INBOX_ACCOUNT: existing.inbox if existing else _new_account(INBOX_ACCOUNT)},
+    }
+    seen: dict[str, str] = {}
+    for role, accounts in roles.items():
+        for name in accounts:
+            if name in seen:
+                raise BrokerSetupError(f"{role} name {name!r} is already taken (by the {seen[name]} account "
+                                       "of that name); every account needs a username of its own")
+            seen[name] = role
+    return Credentials(host=host, port=port, consumers=roles["consumer"], inbox=roles["inbox"][INBOX_ACCOUNT],
+                       observers=dict(sorted(roles["observer"].items())),
+                       nodes=dict(sorted(roles["node"].items())))
 
 
 # --- tools and files --------------------------------------------------------------
@@ -395,13 +450,16 @@ def init_broker(
     port: int = 1883,
     *,
     bind_address: str = "0.0.0.0",
-    consumer: str = "central",
-    tls: TlsFiles | dict | None = None,
+    consumers: list[str] | None = None,
+    observers: list[str] | None = None,
+    tls: TlsFiles | dict[str, Any] | None = None,
     run_as: str | None = None,
 ) -> Credentials:
     """Create or update the broker directory; return all accounts.
 
-    `nodes` are added to those already in ``DIR/credentials.yaml`` (passwords kept).
+    `nodes`, `consumers` and `observers` are added to the accounts already in
+    ``DIR/credentials.yaml`` (passwords kept); the inbox account is made once.
+    Without `consumers` a new directory gets one consumer, ``central``.
     `tls` (a `TlsFiles` or dict with certfile, keyfile, optional cafile and
     require_certificate) turns on TLS for the listener. `run_as` writes a
     ``user`` line: the account Mosquitto switches to when started as root
@@ -410,9 +468,16 @@ def init_broker(
     directory = Path(directory)
     for node in nodes:
         validate_ident(node)
-        if node in RESERVED_ACCOUNTS and node != consumer:
+        if node in RESERVED_ACCOUNTS:
             raise BrokerSetupError(f"node id {node!r} is reserved for a central account; pick another node id")
-    validate_ident(consumer, "consumer name")
+    for name in consumers or []:
+        validate_ident(name, "consumer name")
+    for name in observers or []:
+        validate_ident(name, "observer name")
+        if name in RESERVED_ACCOUNTS:
+            raise BrokerSetupError(f"observer name {name!r} is reserved for a central account; pick another name")
+    if INBOX_ACCOUNT in (consumers or []):
+        raise BrokerSetupError(f"consumer name {INBOX_ACCOUNT!r} is the inbox's account; pick another name")
     if not (isinstance(port, int) and 1 <= port <= 65535):
         raise BrokerSetupError(f"invalid port {port!r}: must be 1..65535")
     if not bind_address or any(c.isspace() for c in bind_address):
@@ -435,10 +500,12 @@ def init_broker(
             _check_tls_readable(tls_files, user)
     (directory / DATA_DIR).mkdir(exist_ok=True)
     existing = load_credentials(directory) if (directory / CREDENTIALS_FILE).exists() else None
-    creds = merge_credentials(existing, list(dict.fromkeys(nodes)), consumer, client_host(bind_address), port)
+    creds = merge_credentials(existing, list(dict.fromkeys(nodes)), client_host(bind_address), port,
+                              consumers=list(dict.fromkeys(consumers or [])),
+                              observers=list(dict.fromkeys(observers or [])))
 
-    _write_passwd(directory / PASSWD_FILE, [creds.consumer, *creds.nodes.values()])
-    _write_file(directory / ACL_FILE, render_acl(consumer), 0o640)
+    _write_passwd(directory / PASSWD_FILE, creds.all_accounts())
+    _write_file(directory / ACL_FILE, render_acl(creds), 0o640)
     _write_file(directory / CONF_FILE, render_conf(directory, port, bind_address, tls_files, run_as), 0o644)
     _write_file(
         directory / CREDENTIALS_FILE,

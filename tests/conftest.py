@@ -57,7 +57,8 @@ def _require_mosquitto() -> None:
 
 @pytest.fixture
 def broker_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., Broker]]:
-    """`make(nodes=["node-a", "node-b"], *, consumer="central", name="broker", start=True) -> Broker`.
+    """`make(nodes=["node-a", "node-b"], *, consumers=["central"], observers=[], name="broker", start=True)
+    -> Broker` (accounts as in `mqtt_harness.start_broker`).
     Each call gets its own directory under tmp_path and its own free port; all are
     stopped at teardown (their logs printed if the test failed)."""
     _require_mosquitto()
@@ -86,7 +87,8 @@ def broker_factory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[C
 
 @pytest.fixture
 def broker(broker_factory: Callable[..., Broker]) -> Broker:
-    """A started Mosquitto with accounts node-a, node-b and consumer `central`."""
+    """A started Mosquitto with accounts node-a, node-b, consumer `central`, the inbox and
+    the observers `auditor` (the PayloadAuditor's) and `watcher`."""
     return broker_factory()
 
 

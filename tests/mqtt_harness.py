@@ -77,12 +77,13 @@ class Broker(LocalBroker):
         """An MQTT v5 client for `username` (its password from credentials unless given;
         None = anonymous). `tls_ca` turns on TLS, trusting that CA. Connected (CONNACK
         success awaited) unless connect=False.
-        A `client_id` still used by an open test client is refused unless takeover=True:
+        The broker takes the username as client id (`client_id` is sent but replaced), so
+        a `username` still used by an open test client is refused unless takeover=True:
         paho reconnects the old one on its own, and the two would take the session from
-        each other every second.
+        each other every second. Use another account (see `start_broker`) instead.
         Disconnected automatically by close() and by the fixtures' teardown."""
-        if client_id and not takeover and any(c.client_id == client_id and c.open for c in self._clients):
-            raise RuntimeError(f"client id {client_id!r} is still used by an open test client; close it first "
+        if username and not takeover and any(c.username == username and c.open for c in self._clients):
+            raise RuntimeError(f"account {username!r} is still used by an open test client; close it first "
                                "(or pass takeover=True)")
         if username is not None and password is None:
             password = self.password(username)
@@ -109,6 +110,13 @@ class Broker(LocalBroker):
         finally:
             c.close()
 
+    def add_accounts(self, *, nodes: list[str] | None = None, consumers: list[str] | None = None,
+                     observers: list[str] | None = None) -> None:
+        """Enrol accounts (init again + SIGHUP) and return once the broker accepts each."""
+        self.add_nodes(nodes or [], consumers=consumers, observers=observers)
+        for name in [*(nodes or []), *(consumers or []), *(observers or [])]:
+            wait_until(lambda n=name: self.connack(n).value == 0, message=f"{name} accepted after SIGHUP")
+
     def close_clients(self) -> None:
         for c in self._clients:
             c.close()
@@ -122,6 +130,7 @@ class MqttTestClient:
                  client_id: str = "", clean_start: bool = True, session_expiry: int | None = None,
                  will: tuple[str, bytes, int, bool] | None = None, tls_ca: Path | None = None) -> None:
         self.host, self.port = host, port
+        self.username = username
         self.client_id = client_id
         self.clean_start = clean_start
         self.session_expiry = session_expiry
@@ -272,11 +281,20 @@ class MqttTestClient:
         self.close()
 
 
-def start_broker(tmp_path: Path, nodes: list[str] | None = None, *, consumer: str = "central",
-                 name: str = "broker", start: bool = True, tls: dict | None = None) -> Broker:
-    """A Broker in ``tmp_path/name`` on a free loopback port (started unless start=False)."""
+# Read-only accounts every test broker has: the PayloadAuditor's and one for tests that watch.
+TEST_OBSERVERS = ["auditor", "watcher"]
+
+
+def start_broker(tmp_path: Path, nodes: list[str] | None = None, *, consumers: list[str] | None = None,
+                 observers: list[str] | None = None, name: str = "broker", start: bool = True,
+                 tls: dict | None = None) -> Broker:
+    """A Broker in ``tmp_path/name`` on a free loopback port (started unless start=False).
+    Accounts: `nodes` (default node-a, node-b), `consumers` (default central), the inbox,
+    and the observers `TEST_OBSERVERS` plus `observers`. One account per concurrent client:
+    the broker binds the client id to the username."""
     nodes = ["node-a", "node-b"] if nodes is None else nodes
-    return Broker.create(tmp_path / name, nodes, consumer=consumer, tls=tls, start=start)
+    return Broker.create(tmp_path / name, nodes, consumers=consumers or ["central"],
+                         observers=list(dict.fromkeys([*TEST_OBSERVERS, *(observers or [])])), tls=tls, start=start)
 
 
 def make_test_ca(tmp_path: Path) -> tuple[Path, Path, Path]:
@@ -297,9 +315,10 @@ def make_test_ca(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 @contextmanager
-def running_central(broker: Broker, tmp_path: Path, places: dict | None = None, *, tls_ca: Path | None = None):
-    """The real central consumer on a SQLite file in `tmp_path`, subscribed to `broker`;
-    yields its Store. `places` (a places-registry document) is imported first."""
+def running_central(broker: Broker, tmp_path: Path, places: dict | None = None, *, tls_ca: Path | None = None,
+                    username: str = "central"):
+    """The real central consumer (account `username`) on a SQLite file in `tmp_path`, subscribed
+    to `broker`; yields its Store. `places` (a places-registry document) is imported first."""
     from vaktpost.broker.config import CentralConfig
     from vaktpost.broker.ingest.consumer import Consumer
     from vaktpost.broker.places import import_places
@@ -307,8 +326,8 @@ def running_central(broker: Broker, tmp_path: Path, places: dict | None = None, 
 
     cfg = CentralConfig.model_validate({
         "database": f"sqlite:///{tmp_path / 'central.db'}",
-        "mqtt": {"host": broker.host, "port": broker.port, "username": "central",
-                 "password": broker.password("central"), "reconnect_max_seconds": 1,
+        "mqtt": {"host": broker.host, "port": broker.port, "username": username,
+                 "password": broker.password(username), "reconnect_max_seconds": 1,
                  "tls": {"ca_file": str(tls_ca)} if tls_ca else None},
     })
     store = Store(cfg.database)
@@ -342,17 +361,17 @@ def image_data_in(payload: bytes) -> str | None:
 
 
 class PayloadAuditor:
-    """Listens to every node topic with the consumer account for the whole life of a test
-    broker (reconnecting across restarts) and records any message that carries image data
-    outside `/snapshots/` — the one path an (anonymised) image may take."""
+    """Listens to every node topic it may read (events, status, heartbeat: the `auditor`
+    observer account) for the whole life of a test broker (reconnecting across restarts)
+    and records any message that carries image data outside `/snapshots/` — the one path
+    an (anonymised) image may take."""
 
     def __init__(self, broker: Broker) -> None:
         self.seen = 0
         self.violations: list[str] = []
         self._lock = threading.Lock()
-        self.paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"vaktpost-audit-{broker.port}",
-                                protocol=mqtt.MQTTv5)
-        self.paho.username_pw_set(broker.credentials.consumer.username, broker.credentials.consumer.password)
+        self.paho = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="auditor", protocol=mqtt.MQTTv5)
+        self.paho.username_pw_set("auditor", broker.password("auditor"))
         self.paho.reconnect_delay_set(0.1, 1)
         self.paho.on_connect = lambda c, u, f, rc, p: c.subscribe(f"{ROOT}/#", qos=1) if not rc.is_failure else None
         self.paho.on_message = self._on_message

@@ -93,8 +93,8 @@ def test_init_writes_files_with_safe_modes(reachable_dir: Path) -> None:
 
     passwd = (reachable_dir / PASSWD_FILE).read_text()
     users = [line.split(":", 1)[0] for line in passwd.splitlines()]
-    assert sorted(users) == ["central", "node-a", "node-b"]
-    for account in [creds.consumer, *creds.nodes.values()]:
+    assert sorted(users) == ["central", "inbox", "node-a", "node-b"]
+    for account in creds.all_accounts():
         assert account.password not in passwd  # hashed, never clear text
         assert len(account.password) >= 24
 
@@ -103,7 +103,8 @@ def test_init_writes_files_with_safe_modes(reachable_dir: Path) -> None:
     assert f"password_file {reachable_dir.resolve() / PASSWD_FILE}" in conf
     assert f"acl_file {reachable_dir.resolve() / ACL_FILE}" in conf
     assert f"persistence_location {reachable_dir.resolve() / DATA_DIR}/" in conf
-    assert "listener 18999 127.0.0.1" in conf
+    assert "listener 18999 127.0.0.1\n" in conf
+    assert "use_username_as_clientid true" in conf.split("listener 18999", 1)[1]
 
     assert load_credentials(reachable_dir) == creds
     on_disk = yaml.safe_load((reachable_dir / CREDENTIALS_FILE).read_text())
@@ -117,9 +118,34 @@ def test_rerun_keeps_passwords_and_adds_nodes(reachable_dir: Path) -> None:
 
     assert sorted(second.nodes) == ["node-a", "node-b"]
     assert second.nodes["node-a"] == first.nodes["node-a"]
-    assert second.consumer == first.consumer
+    assert second.consumer == first.consumer and second.inbox == first.inbox
     assert second.port == 18998
     assert "listener 18998 127.0.0.1" in (reachable_dir / CONF_FILE).read_text()
+
+
+def test_rerun_adds_consumers_and_observers_keeping_passwords(reachable_dir: Path) -> None:
+    first = init_broker(reachable_dir, ["node-a"], 18999, bind_address="127.0.0.1")
+    assert list(first.consumers) == ["central"] and first.observers == {}
+    second = init_broker(reachable_dir, [], 18999, bind_address="127.0.0.1", consumers=["central-b"],
+                         observers=["acme"])
+    assert list(second.consumers) == ["central", "central-b"]
+    assert second.consumers["central"] == first.consumers["central"]
+    assert list(second.observers) == ["acme"] and second.inbox == first.inbox
+    third = init_broker(reachable_dir, ["node-b"], 18999, bind_address="127.0.0.1")  # no --consumer: keep them
+    assert third.consumers == second.consumers and third.observers == second.observers
+    users = {line.split(":", 1)[0] for line in (reachable_dir / PASSWD_FILE).read_text().splitlines()}
+    assert users == {"central", "central-b", "inbox", "acme", "node-a", "node-b"}
+
+
+def test_credentials_of_before_with_one_consumer_are_kept(reachable_dir: Path) -> None:
+    reachable_dir.mkdir()
+    old = {"host": "127.0.0.1", "port": 18999, "consumer": {"username": "central", "password": "old-secret"},
+           "nodes": {"node-a": {"username": "node-a", "password": "node-secret"}}}
+    (reachable_dir / CREDENTIALS_FILE).write_text(yaml.safe_dump(old))
+    creds = init_broker(reachable_dir, [], 18999, bind_address="127.0.0.1")
+    assert creds.consumers["central"].password == "old-secret"
+    assert creds.nodes["node-a"].password == "node-secret"
+    assert "consumer" not in yaml.safe_load((reachable_dir / CREDENTIALS_FILE).read_text())
 
 
 def test_host_for_wildcard_bind_is_loopback(reachable_dir: Path) -> None:
@@ -133,9 +159,14 @@ def test_host_for_wildcard_bind_is_loopback(reachable_dir: Path) -> None:
         (["node/a"], {}, "invalid node id"),
         (["+"], {}, "invalid node id"),
         ([""], {}, "invalid node id"),
-        (["node-a"], {"consumer": "Central"}, "invalid consumer name"),
-        (["central"], {}, "also the consumer's username"),
+        (["node-a"], {"consumers": ["Central"]}, "invalid consumer name"),
+        (["node-a"], {"observers": ["a/b"]}, "invalid observer name"),
+        (["central"], {}, "'central' is reserved"),
         (["inbox"], {}, "'inbox' is reserved"),
+        (["node-a"], {"consumers": ["inbox"]}, "the inbox's account"),
+        (["node-a"], {"consumers": ["node-a"]}, "already taken .by the consumer"),
+        (["node-a"], {"observers": ["node-a"]}, "already taken .by the observer"),
+        (["node-a"], {"consumers": ["x"], "observers": ["x"]}, "observer name 'x' is already taken"),
         (["node-a"], {"port": 0}, "invalid port"),
         (["node-a"], {"bind_address": "1.2.3.4 x"}, "invalid bind address"),
         (["node-a"], {"tls": {"certfile": "/nonexistent.crt", "keyfile": "/nonexistent.key"}}, "does not exist"),
@@ -171,18 +202,23 @@ def test_directory_the_broker_user_cannot_enter_is_refused(tmp_path: Path) -> No
         init_broker(tmp_path / "broker", ["node-a"])
 
 
-def test_acl_confines_nodes_with_patterns() -> None:
-    acl = render_acl("central")
-    # No grant reaches beyond the node's own prefix, and no wildcard write.
-    pattern_lines = [line for line in acl.splitlines() if line.startswith("pattern ")]
-    assert pattern_lines and all("/%u/" in line for line in pattern_lines)
-    assert not any(line.endswith("#") for line in acl.splitlines() if not line.startswith("#"))
-    assert "pattern read vaktpost/v1/nodes/%u/acks" in acl
-    assert "pattern write vaktpost/v1/nodes/%u/acks" not in acl
-    # Snapshots: each node writes its own, only the consumer reads them.
-    assert "pattern write vaktpost/v1/nodes/%u/snapshots/+" in acl
-    assert "topic read vaktpost/v1/nodes/+/snapshots/+" in acl.split("user central", 1)[1]
-    assert not any("snapshots" in line and "read" in line for line in pattern_lines)
+def test_acl_grants_each_account_only_its_own_topics(reachable_dir: Path) -> None:
+    creds = init_broker(reachable_dir, ["node-a"], 18999, bind_address="127.0.0.1", observers=["acme"])
+    acl = render_acl(creds)
+    assert acl == (reachable_dir / ACL_FILE).read_text()
+    lines = [line for line in acl.splitlines() if line and not line.startswith("#")]
+    # No pattern (it would apply to every account) and no wildcard beyond one level.
+    assert not any(line.startswith("pattern") or line.endswith("#") for line in lines)
+    blocks = {b.split("\n", 1)[0]: b for b in ("\n".join(lines) + "\n").split("user ")[1:]}
+    assert blocks["node-a"].splitlines()[1:] == [
+        f"topic write {ROOT}/node-a/events/+", f"topic write {ROOT}/node-a/snapshots/+",
+        f"topic write {ROOT}/node-a/status", f"topic write {ROOT}/node-a/heartbeat", f"topic read {ROOT}/node-a/acks"]
+    # Snapshots: only the consumer reads them; only the consumer writes anything central.
+    assert f"topic read {ROOT}/+/snapshots/+" in blocks["central"]
+    assert f"topic write {ROOT}/+/acks" in blocks["central"]
+    for reader in ("acme", "inbox"):
+        assert "write" not in blocks[reader] and "snapshots" not in blocks[reader] and "acks" not in blocks[reader]
+    assert f"topic read {ROOT}/+/events/+" in blocks["acme"] and "events" not in blocks["inbox"]
 
 
 # --- the generated config, run as is ----------------------------------------------
@@ -350,6 +386,7 @@ def test_last_will_on_own_status_is_delivered_foreign_will_is_not(broker: Broker
         foreign = broker.client("node-a", will=(Topic.status("node-b"), b"offline", 1, True))
         foreign.paho.disconnect(reasoncode=will_with)
         foreign.wait_disconnected()
+        foreign.close()  # one connection per account: the broker takes the username as client id
         own = broker.client("node-a", will=(Topic.status("node-a"), b"offline", 1, True))
         own.paho.disconnect(reasoncode=will_with)
 
@@ -410,7 +447,7 @@ def test_new_node_enrolled_by_rerun_and_sighup(broker: Broker) -> None:
 
 def test_queued_events_survive_broker_restart(broker: Broker) -> None:
     """The consumer's persistent session and its queue are kept across a clean restart."""
-    session = dict(client_id="vaktpost-consumer-test", clean_start=False, session_expiry=3600)
+    session = dict(clean_start=False, session_expiry=3600)
     consumer = broker.client("central", **session)
     assert consumer.subscribe_wait(Topic.events(ANY, ANY)) == 1
     consumer.close()
@@ -451,7 +488,8 @@ def test_payload_auditor_flags_image_data_outside_snapshots(tmp_path: Path) -> N
             assert node.publish_wait(Topic.snapshots("node-a", "e1"), jpeg) < 0x80
             assert node.publish_wait(Topic.events("node-a", "cam1"), b'{"x": "' + b"QUJD" * 60 + b'"}') < 0x80
             assert node.publish_wait(Topic.heartbeat("node-a"), jpeg) < 0x80
-            wait_until(lambda: auditor.seen >= 3, message="auditor saw the three messages")
+            # The snapshot is not for the auditor's observer account to read.
+            wait_until(lambda: auditor.seen >= 2, message="auditor saw the event and the heartbeat")
         found = auditor.close()
     finally:
         b.close()

@@ -47,12 +47,13 @@ PLACES = {
 def write_config(broker: Broker, tmp_path: Path, *, database: str | None = None, name: str = "central.yaml",
                  **mqtt: object) -> Path:
     """A central.yaml for `broker`, password in a file next to it (as in production)."""
-    (tmp_path / "central.password").write_text(broker.password("central") + "\n")
+    username = str(mqtt.pop("username", "central"))
+    (tmp_path / f"{username}.password").write_text(broker.password(username) + "\n")
     (tmp_path / "places.yaml").write_text(yaml.safe_dump(PLACES))
     doc = {
         "database": database or f"sqlite:///{tmp_path / 'central.db'}",
-        "mqtt": {"host": broker.host, "port": broker.port, "username": "central",
-                 "password_file": "central.password", "reconnect_max_seconds": 2, **mqtt},
+        "mqtt": {"host": broker.host, "port": broker.port, "username": username,
+                 "password_file": f"{username}.password", "reconnect_max_seconds": 2, **mqtt},
         "places_file": "places.yaml",
         # The consumer purges at start; these tests' events date from 2024.
         "retention": {"events": "36500d"},
@@ -106,16 +107,6 @@ def acked_ids(client: MqttTestClient, expected: set[str], timeout: float = 20.0)
     return got
 
 
-def mosquitto_pub(broker: Broker, node: str, topic: str, payload: bytes) -> None:
-    """Publish exactly these bytes with the Mosquitto CLI (QoS 1, MQTT v5)."""
-    result = subprocess.run(
-        ["mosquitto_pub", "-V", "mqttv5", "-q", "1", "-h", broker.host, "-p", str(broker.port),
-         "-u", node, "-P", broker.password(node), "-t", topic, "-s"],
-        input=payload, capture_output=True, timeout=20,
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")
-
-
 # --- parsing and config (no broker) ------------------------------------------------------
 
 
@@ -161,7 +152,7 @@ def test_central_config_defaults_and_relative_paths(tmp_path: Path) -> None:
     (tmp_path / "empty.yaml").write_text("")
     cfg = load_central(tmp_path / "empty.yaml")
     assert cfg.database == f"sqlite:///{tmp_path / 'vaktpost-central.db'}"
-    assert (cfg.mqtt.username, cfg.mqtt.client_id, cfg.mqtt.shared_group) == ("central", "vaktpost-central", None)
+    assert (cfg.mqtt.username, cfg.mqtt.shared_group) == ("central", None)
     assert cfg.mqtt.session_expiry_seconds == 7 * 24 * 3600
     assert (cfg.retention.snapshots_age, cfg.retention.events_age, cfg.retention.purge_interval) == (
         timedelta(days=30), timedelta(days=365), 24 * 3600)
@@ -174,6 +165,7 @@ def test_central_config_defaults_and_relative_paths(tmp_path: Path) -> None:
         "places_file": "places.yaml",
     }))
     cfg = load_central(tmp_path / "c.yaml")
+    assert cfg.mqtt.session_expiry_seconds == 60  # a group member: the others take its share (docs/central.md)
     assert cfg.database == "postgresql://vaktpost@db/vaktpost"
     assert cfg.mqtt.resolved_password() == "s3cret"
     assert cfg.mqtt.tls.ca_file == tmp_path / "ca.crt"
@@ -190,6 +182,9 @@ def test_central_config_defaults_and_relative_paths(tmp_path: Path) -> None:
         ({"databse": "sqlite:///x.db"}, "databse: Extra inputs are not permitted"),
         ({"database": "not a url"}, "database: not a SQLAlchemy database URL"),
         ({"mqtt": {"session_expiry_seconds": -1}}, "mqtt.session_expiry_seconds: Input should be greater"),
+        ({"mqtt": {"client_id": "vaktpost-central"}},
+         "mqtt: client_id is no longer used: the broker takes the username as client id. Give each consumer "
+         "process its own account (vaktpost broker init --consumer NAME) and set mqtt.username to it"),
         ({"retention": {"snapshots": 30}}, "retention.snapshots: must be between 1d and 36500d (a bare number is"),
         ({"retention": {"events": "36501d"}}, "retention.events: must be between 1d and 36500d"),
         ({"retention": {"purge_interval": 0}}, "retention.purge_interval: Input should be greater"),
@@ -255,9 +250,9 @@ def test_malformed_payloads_are_dead_lettered_and_stream_continues(broker: Broke
     with running_consumer(write_config(broker, tmp_path)) as (consumer, store):
         node_a = node_client(broker, "node-a")
         junk = b"\x00\xffnot json at all"
-        mosquitto_pub(broker, "node-a", yard, junk)
+        assert node_a.publish_wait(yard, junk) == 0  # the node's own connection: one per account
         spoofed = make_event("node-b", "yard")  # node-a claiming to be node-b
-        mosquitto_pub(broker, "node-a", yard, spoofed.to_payload())
+        assert node_a.publish_wait(yard, spoofed.to_payload()) == 0
         good = make_event(offset_s=1)
         assert node_a.publish_wait(yard, good.to_payload()) == 0
 
@@ -346,9 +341,10 @@ def test_consumer_killed_mid_stream_loses_and_duplicates_nothing(broker: Broker,
 
 
 def test_shared_group_splits_the_load(broker: Broker, tmp_path: Path) -> None:
-    # Two consumers with their own client ids in one group, writing one SQLite file.
-    cfg_a = write_config(broker, tmp_path, name="a.yaml", client_id="central-a", shared_group="central")
-    cfg_b = write_config(broker, tmp_path, name="b.yaml", client_id="central-b", shared_group="central")
+    # Two consumers with their own accounts in one group, writing one SQLite file.
+    broker.add_accounts(consumers=["central-b"])
+    cfg_a = write_config(broker, tmp_path, name="a.yaml", shared_group="central")
+    cfg_b = write_config(broker, tmp_path, name="b.yaml", username="central-b", shared_group="central")
     with running_consumer(cfg_a) as (ca, store), running_consumer(cfg_b) as (cb, _):
         node_a = node_client(broker, "node-a")
         evs = [make_event(offset_s=i, seq=i) for i in range(60)]
@@ -368,7 +364,7 @@ def test_postgresql_place_log(broker: Broker, tmp_path: Path, pg_url_fresh: str)
         evs = [make_event(offset_s=i, seq=i) for i in range(20)]
         for ev in evs:
             assert node_a.publish_wait(Topic.events("node-a", "yard"), ev.to_payload()) == 0
-        mosquitto_pub(broker, "node-a", Topic.events("node-a", "yard"), b"{\x00}")
+        assert node_a.publish_wait(Topic.events("node-a", "yard"), b"{\x00}") == 0
         wait_until(lambda: store.count_events() == 20 and store.query_dead_letters(), 20,
                    message="events and dead letter in PostgreSQL")
         assert store.summary_by_place() == [

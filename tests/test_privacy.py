@@ -31,6 +31,7 @@ from vaktpost.contract.topics import ANY, Kind, Topic, snapshot_row_id
 from vaktpost.edge.analyze import analyze
 from vaktpost.edge.config import parse
 from vaktpost.edge.config.snapshot import SnapshotPolicy
+from vaktpost.edge.delivery.transport import Publisher
 from vaktpost.edge.detectors import NullDetector
 from vaktpost.edge.events.lifecycle import Update
 from vaktpost.edge.evidence.anonymise import Anonymiser
@@ -239,8 +240,8 @@ def models_copy(tmp_path: Path, damage: str | None) -> Path:
 
 @dataclass
 class NodeRun:
-    messages: list  # everything the consumer account received on the node tree
-    acks: list  # everything node-a's account received on its acks topic
+    messages: list  # everything a consumer account received on the node tree
+    acks: list  # everything node-a received on its acks topic
     anonymiser: Anonymiser
     stored: dict[str, bytes | None]  # event id of each snapshot seen on MQTT → the central copy
     stored_count: int
@@ -249,8 +250,8 @@ class NodeRun:
 
 def run_node(broker: Broker, tmp_path: Path, video: Path, models: Path, monkeypatch: pytest.MonkeyPatch) -> NodeRun:
     """Run node-a over `video` with its anonymiser loading from `models`, while the central
-    consumer stores and acks and two listeners record everything: the consumer account on the
-    whole node tree, and node-a's account on its acks topic (the consumer account may not read acks)."""
+    consumer stores and acks and everything is recorded: a consumer account listening on the
+    whole node tree, and the acks as node-a receives them (only its account may read them)."""
     cfg = parse({
         "node": {"id": "node-a"},
         "mqtt": {**broker.mqtt_config("node-a"), "heartbeat_seconds": 1},
@@ -263,12 +264,21 @@ def run_node(broker: Broker, tmp_path: Path, video: Path, models: Path, monkeypa
     anonymiser = Anonymiser.create(cfg.cameras[0].snapshot, models_dir=models)
     # The node builds its pipelines itself; hand them the anonymiser that uses the copied models.
     monkeypatch.setattr(vaktpost.edge.node, "CameraPipeline", functools.partial(CameraPipeline, anonymiser=anonymiser))
-    listener = broker.client("central")
+    # One connection per account (the broker binds client id to username): the listener gets
+    # a consumer account of its own, and the acks are recorded as the node's publisher receives
+    # them, since only node-a's account may read them.
+    broker.add_accounts(consumers=["listener"])
+    listener = broker.client("listener")
     assert listener.subscribe_wait(NODE_TREE) < 0x80
-    ack_listener = broker.client("node-a")
-    assert ack_listener.subscribe_wait(Topic.acks("node-a")) < 0x80
     messages: list = []
     acks: list = []
+    received = Publisher._on_message
+
+    def record_acks(self: Publisher, client: object, userdata: object, msg: object) -> None:
+        acks.append(msg)
+        received(self, client, userdata, msg)
+
+    monkeypatch.setattr(Publisher, "_on_message", record_acks)
     with running_central(broker, tmp_path) as store:
         node = Node(cfg)
         node.run(drain_timeout=30)
@@ -285,8 +295,7 @@ def run_node(broker: Broker, tmp_path: Path, video: Path, models: Path, monkeypa
         rows |= {snapshot_row_id(i) for i in snapshot_ids}
 
         def all_acked() -> bool:
-            acks.extend(ack_listener.drain())
-            return rows <= {i for m in acks for i in json.loads(m.payload)["event_ids"]}
+            return rows <= {i for m in list(acks) for i in json.loads(m.payload)["event_ids"]}
 
         wait_until(all_acked, 15, message="acks for every event and snapshot received")
         return NodeRun(messages, acks, anonymiser, {i: store.get_snapshot(i) for i in snapshot_ids},

@@ -15,7 +15,6 @@ from mqtt_harness import Broker, wait_until
 from sqlalchemy import create_engine, inspect, text
 from test_consumer import (
     acked_ids,
-    mosquitto_pub,
     node_client,
     running_consumer,
     write_config,
@@ -287,7 +286,7 @@ def test_bad_snapshots_are_dead_lettered_and_acked(broker: Broker, tmp_path: Pat
                (Topic.snapshots("node-a", exif_id), with_exif()),
                (Topic.snapshots("node-a", "nonsense"), jpeg())]
         for topic, payload in bad:
-            mosquitto_pub(broker, "node-a", topic, payload)
+            assert node.publish_wait(topic, payload) == 0  # the node's own connection: one per account
         assert node.publish_wait(Topic.snapshots("node-a", good_id), jpeg()) == 0
 
         expected = {f"{junk_id}/snapshot", f"{exif_id}/snapshot", "nonsense/snapshot", f"{good_id}/snapshot"}

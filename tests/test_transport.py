@@ -41,9 +41,9 @@ class Consumer:
     """Stands in for the central consumer: persistent session, records every event
     delivery (duplicates included) and acks each event unless `ack=False`."""
 
-    def __init__(self, broker: Broker, *, ack: bool = True, client_id: str = "test-central"):
+    def __init__(self, broker: Broker, *, ack: bool = True, username: str = "central"):
         self.ack = ack
-        self.client_id = client_id
+        self.username = username
         self.deliveries: list[Event] = []
         self._lock = threading.Lock()
         self.client: MqttTestClient | None = None
@@ -55,7 +55,7 @@ class Consumer:
         would take the session from each other."""
         if self.client is not None:
             self.client.close()
-        c = broker.client(broker.credentials.consumer.username, client_id=self.client_id, clean_start=False,
+        c = broker.client(self.username, clean_start=False,
                           session_expiry=3600, connect=False)
         c.paho.on_message = self._on_message  # before connecting: queued events arrive at once
         rc = c.connect()
@@ -354,13 +354,13 @@ def status_of(msg: mqtt.MQTTMessage) -> Status:
 
 
 def test_status_online_retained_and_offline_on_clean_stop(broker: Broker, outbox: Outbox) -> None:
-    watcher = broker.client(broker.credentials.consumer.username)
+    watcher = broker.client("watcher")
     assert watcher.subscribe_wait(Topic.status(NODE)) == 1
     pub = Publisher(NODE, mqtt_config(broker), outbox)
     pub.start()
     try:
         assert status_of(watcher.expect_message(T)).state == "online"
-        late = broker.client(broker.credentials.consumer.username)  # subscribes after the fact
+        late = broker.client("central")  # subscribes after the fact
         assert late.subscribe_wait(Topic.status(NODE)) == 1
         msg = late.expect_message(T)
         assert msg.retain and status_of(msg).state == "online"
@@ -371,7 +371,7 @@ def test_status_online_retained_and_offline_on_clean_stop(broker: Broker, outbox
 
 
 def test_heartbeat_carries_outbox_counters(broker: Broker, outbox: Outbox) -> None:
-    watcher = broker.client(broker.credentials.consumer.username)
+    watcher = broker.client("watcher")
     assert watcher.subscribe_wait(Topic.heartbeat(NODE)) == 1
     pub = Publisher(NODE, mqtt_config(broker), outbox)
     hb = Heartbeat(node_id=NODE, at=datetime.now(UTC))
@@ -390,7 +390,7 @@ def test_heartbeat_carries_outbox_counters(broker: Broker, outbox: Outbox) -> No
 
 
 def test_last_will_marks_a_killed_node_offline(broker: Broker, tmp_path: Path) -> None:
-    watcher = broker.client(broker.credentials.consumer.username)
+    watcher = broker.client("watcher")
     assert watcher.subscribe_wait(Topic.status(NODE)) == 1
     proc = run_node_process(broker, tmp_path / "outbox.db")
     try:
@@ -401,7 +401,7 @@ def test_last_will_marks_a_killed_node_offline(broker: Broker, tmp_path: Path) -
         proc.wait(T)
         will = status_of(watcher.expect_message(T))
         assert will.state == "offline" and will.at is None  # the Last Will carries no time
-        late = broker.client(broker.credentials.consumer.username)
+        late = broker.client("central")
         assert late.subscribe_wait(Topic.status(NODE)) == 1
         msg = late.expect_message(T)
         assert msg.retain and status_of(msg).state == "offline"
@@ -418,7 +418,8 @@ def test_last_will_marks_a_killed_node_offline(broker: Broker, tmp_path: Path) -
 def test_rows_of_a_killed_node_are_resent_by_the_next_process(broker: Broker, tmp_path: Path,
                                                               make_publisher) -> None:
     path = tmp_path / "outbox.db"
-    silent = Consumer(broker, ack=False, client_id="silent-central")
+    broker.add_accounts(consumers=["silent"])  # one account per client: the username is the client id
+    silent = Consumer(broker, ack=False, username="silent")
     proc = run_node_process(broker, path, events=5)
     try:
         expect_line(proc, "connected")

@@ -211,14 +211,20 @@ def eval_(directory: Path,
 @broker_app.command("init")
 def broker_init(
     directory: Annotated[Path, typer.Argument(help="Directory for mosquitto.conf, passwd, acl, credentials.yaml")],
-    node: Annotated[list[str], typer.Option("--node", help="Node id (repeat for each node)")],
+    node: Annotated[list[str] | None, typer.Option("--node", help="Node id (repeat for each node)")] = None,
     port: Annotated[int, typer.Option(help="Listener port")] = 1883,
     bind: Annotated[str, typer.Option(help="Listener address")] = "0.0.0.0",
+    consumer: Annotated[list[str] | None, typer.Option(
+        "--consumer", help="Central consumer account, one per consumer process (repeat; a new directory "
+        "gets `central`)")] = None,
+    observer: Annotated[list[str] | None, typer.Option(
+        "--observer", help="Read-only integrator account: events, status, heartbeats (repeat)")] = None,
 ) -> None:
-    """Write a ready Mosquitto config with per-node accounts and ACLs."""
+    """Write a ready Mosquitto config with one account per process (nodes, consumers, the inbox,
+    observers) and its ACL. Re-running it keeps every password and adds the new names."""
     from vaktpost.broker.mosquitto import init_broker
     try:
-        init_broker(directory, node, port, bind_address=bind)
+        init_broker(directory, node or [], port, bind_address=bind, consumers=consumer, observers=observer)
     except (ValueError, RuntimeError, OSError) as e:
         raise _fail(str(e)) from None
     out.print(escape(f"wrote {directory}/mosquitto.conf, passwd, acl and credentials.yaml (mode 0600)\n"
@@ -267,10 +273,21 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="Central 
 DbOpt = Annotated[str | None, typer.Option("--database", help="SQLAlchemy URL (overrides the config)")]
 
 
-@app.command()
-def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")],
+central_app = typer.Typer(help="Run the central consumer: MQTT → place log, acknowledging after each commit "
+                          "(`vaktpost central --config CENTRAL.yaml`); `retire` ends a consumer's session.",
+                          invoke_without_command=True)
+app.add_typer(central_app, name="central")
+
+
+@central_app.callback()
+def central(ctx: typer.Context,
+            config: Annotated[Path | None, typer.Option("--config", "-c", help="Central YAML config")] = None,
             verbose: bool = False) -> None:
     """Run the central consumer: MQTT → place log, acknowledging after each commit."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if config is None:
+        raise _fail("give --config CENTRAL.yaml")
     _logging(verbose)
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -282,6 +299,25 @@ def central(config: Annotated[Path, typer.Option("--config", "-c", help="Central
         raise _fail(str(e)) from None
     except SQLAlchemyError as e:  # the place log cannot be prepared (e.g. PostgreSQL unreachable)
         raise _fail(f"database: {str(getattr(e, 'orig', None) or e).strip().splitlines()[0]}") from None
+
+
+@central_app.command("retire")
+def central_retire(config: Annotated[Path, typer.Option("--config", "-c", help="The retired consumer's config")],
+                   client_id: Annotated[str | None, typer.Option(
+                       help="Client id of a session kept by an older release (before the broker bound client "
+                       "ids to usernames)")] = None) -> None:
+    """End a stopped consumer's MQTT session (clean start, session expiry 0), password from its config:
+    the broker drops what it queued for it, the nodes resend what no consumer acknowledged."""
+    from vaktpost.broker.retire import RetireError, retire_consumer
+    from vaktpost.contract.config import ConfigError
+    cfg = _central_config(config, None)
+    try:
+        retire_consumer(cfg.mqtt, client_id=client_id)
+    except (RetireError, ConfigError) as e:
+        raise _fail(str(e)) from None
+    out.print(escape(f"ended the session of consumer {cfg.mqtt.username!r} on {cfg.mqtt.host}:{cfg.mqtt.port}; "
+                     f"remove its account from credentials.yaml and re-run `vaktpost broker init` to retire it "
+                     "for good"))
 
 
 @app.command()

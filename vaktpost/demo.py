@@ -94,7 +94,7 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
         central_cfg = CentralConfig.model_validate({
             "database": f"sqlite:///{work / 'central.db'}",
             "mqtt": {"host": "127.0.0.1", "port": port, "username": creds.consumer.username,
-                     "password": creds.consumer.password, "client_id": "vaktpost-demo-central"},
+                     "password": creds.consumer.password},
         })
         store = Store(central_cfg.database)
         store.create_all()

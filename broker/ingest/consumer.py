@@ -122,7 +122,8 @@ class Consumer:
 
     def _make_client(self) -> mqtt.Client:
         m = self.config.mqtt
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.client_id, protocol=mqtt.MQTTv5,
+        # The broker takes the username as client id anyway (use_username_as_clientid).
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=m.username, protocol=mqtt.MQTTv5,
                         manual_ack=True)
         c.username_pw_set(m.username, m.resolved_password())
         if m.tls is not None:
@@ -364,7 +365,7 @@ class Consumer:
         # connect_async + loop_start: paho keeps retrying until the broker answers.
         self._client.connect_async(m.host, m.port, keepalive=m.keepalive, clean_start=False, properties=props)
         self._client.loop_start()
-        log.info("consumer %r starting (broker %s:%d, shared group %s)", m.client_id, m.host, m.port,
+        log.info("consumer %r starting (broker %s:%d, shared group %s)", m.username, m.host, m.port,
                  m.shared_group or "none")
         return self
 
