@@ -61,8 +61,10 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.schema import CreateColumn
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from vaktpost.contract.events import BaseEvent
@@ -87,7 +89,7 @@ def as_utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-class UtcDateTime(TypeDecorator):
+class UtcDateTime(TypeDecorator[datetime]):
     """timestamptz on PostgreSQL; naive UTC text on SQLite (which has no zones).
     Either way Python sees aware UTC datetimes, and SQLite values compare correctly
     because they all share one format and one zone."""
@@ -95,13 +97,13 @@ class UtcDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         value = as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
 
 
@@ -243,8 +245,8 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(busy_timeout_ms: int):
-    def on_connect(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
         # WAL lets readers (the CLI) run while the consumer writes; NORMAL is durable
         # against process crashes in WAL mode, which is what redelivery relies on.
         cur = dbapi_conn.cursor()
@@ -256,7 +258,7 @@ def _sqlite_pragmas(busy_timeout_ms: int):
     return on_connect
 
 
-def _place_at(node_id: str, camera_id: str | None, t: datetime):
+def _place_at(node_id: str, camera_id: str | None, t: datetime) -> ColumnElement[Any]:
     """Scalar subquery: the place `node_id/camera_id` was assigned to at `t`."""
     if camera_id is None:
         return null()
@@ -271,7 +273,7 @@ def _place_at(node_id: str, camera_id: str | None, t: datetime):
     )
 
 
-def _more_final(new) -> Any:
+def _more_final(new: ReadOnlyColumnCollection[str, Any]) -> ColumnElement[bool]:
     """Upsert condition: may copy `new` (the EXCLUDED row) replace the stored event?
     Nodes keep one seq for all copies of an event, so an equal seq with a different
     payload is a newer running state; an identical copy is a redelivery (no write)."""
@@ -355,7 +357,9 @@ class StoreTx:
             dead_letters.insert().values(topic=_clean_text(topic), payload=bytes(payload),
                                          error=_clean_text(error), received_at=received_at or utcnow())
         )
-        return int(res.inserted_primary_key[0])
+        key = res.inserted_primary_key
+        assert key is not None  # an INSERT of one row
+        return int(key[0])
 
     def record_status(self, st: Status) -> None:
         self._upsert_node(st.node_id, state=st.state, status_at=st.at or utcnow())
@@ -407,6 +411,7 @@ class Store:
                  sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
         self.url = normalise_url(url)
         u = make_url(self.url)
+        self._insert: Callable[[Table], Any]
         if u.get_backend_name() == "sqlite":
             self._insert = sqlite.insert
             self.engine: Engine = create_engine(self.url, echo=echo)
@@ -511,7 +516,7 @@ class Store:
                  snap_cut.isoformat(timespec="seconds"), n_ev, ev_cut.isoformat(timespec="seconds"), n_dead)
         return PurgeResult(snapshots=n_snap, events=n_ev, dead_letters=n_dead)
 
-    def _delete_chunked(self, table: Table, key: Column, condition: Any, stop: Callable[[], bool]) -> int:
+    def _delete_chunked(self, table: Table, key: Column[Any], condition: Any, stop: Callable[[], bool]) -> int:
         deleted = 0
         while not stop():
             with self.begin() as tx:

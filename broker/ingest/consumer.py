@@ -34,11 +34,13 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
@@ -136,7 +138,8 @@ class Consumer:
         c.on_message = self._on_message
         return c
 
-    def _on_connect(self, client: mqtt.Client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode,
+                    properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.error("broker %s:%d refused the connection: %s", self.config.mqtt.host, self.config.mqtt.port,
                       reason_code)
@@ -149,7 +152,8 @@ class Consumer:
         # changed shared_group or a session the broker dropped.
         client.subscribe([(f, SubscribeOptions(qos=1)) for f in subscriptions(self.config.mqtt.shared_group)])
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
+                      properties: Properties | None) -> None:
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
             log.error("subscription refused (%s): check the broker ACL for %r", ", ".join(refused),
@@ -157,7 +161,8 @@ class Consumer:
             return
         self.ready.set()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         # New generation first: no PUBACK for this connection's mids may go out on the next one.
         with self._gen_lock:
             self._generation += 1
@@ -165,7 +170,7 @@ class Consumer:
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             topic = msg.topic
         except UnicodeDecodeError:  # Mosquitto refuses such topics; be safe anyway
@@ -350,7 +355,7 @@ class Consumer:
 
     def start(self) -> Consumer:
         m = self.config.mqtt
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = m.session_expiry_seconds
         # Bounds the unacknowledged messages the broker pushes at us (Mosquitto honours
         # a v5 client's Receive Maximum): one batch in the works, the next arriving.
