@@ -17,9 +17,12 @@ so paho's network thread never waits for the database:
     worker:      parse → one transaction → commit → Ack to nodes → PUBACK to broker
 
 Malformed messages go to `dead_letters` (raw bytes, topic, error) in the same
-transaction and are acknowledged; the stream goes on. When the database fails
-(down, locked), nothing is acknowledged: the batch is retried with backoff, and
-meanwhile the broker stops sending once its in-flight window is full.
+transaction and are acknowledged; the stream goes on. Any other failure of a batch
+that is not the database's (a value the database refuses, an unexpected error)
+sends the batch through a one-message-at-a-time path that dead-letters the culprit
+alone, so one message can never stall ingest. When the database fails (down,
+locked), nothing is acknowledged: the batch is retried with backoff, and meanwhile
+the broker stops sending once its in-flight window is full.
 
 Snapshots (raw JPEG on `snapshots/<event_id>`) take the same path: checked
 (broker.jpeg), stored, acked to the node as `<event_id>/snapshot`. A second
@@ -42,7 +45,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from vaktpost.broker.config import CentralConfig
 from vaktpost.broker.ingest.parse import Parsed, Rejected, Snapshot, ack_id, node_of, parse_message
@@ -196,7 +199,10 @@ class Consumer:
     # -- storing --------------------------------------------------------------------
 
     def _parse(self, m: Inbound) -> Parsed:
-        return parse_message(m.topic, m.payload, max_snapshot_bytes=self.config.snapshots.max_bytes)
+        try:
+            return parse_message(m.topic, m.payload, max_snapshot_bytes=self.config.snapshots.max_bytes)
+        except Exception as e:  # parse_message never raises; if it does, only this message is lost to ingest
+            return Rejected(f"could not parse message: {type(e).__name__}: {str(e)[:200]}")
 
     def _apply(self, tx: StoreTx, m: Inbound, p: Parsed, acks: dict[str, list[str]], counts: dict[str, int]) -> None:
         if isinstance(p, BaseEvent):
@@ -238,35 +244,35 @@ class Consumer:
         return acks
 
     def _commit_each(self, items: list[tuple[Inbound, Parsed]]) -> dict[str, list[str]]:
-        """After a batch failed for a reason that is not the connection: find the
-        message(s) the database refuses and dead-letter them alone. If even the
+        """After a batch failed for a reason that is not the database itself: store the
+        messages one at a time and dead-letter the one(s) that fail alone. If even the
         dead letter cannot be written the database itself is the problem."""
         acks: dict[str, list[str]] = defaultdict(list)
         for m, p in items:
             try:
                 one = self._commit([(m, p)])
-            except DBAPIError as e:
-                if _is_transient(e):
+            except Exception as e:
+                if _is_database_problem(e):
                     raise TransientDbError(str(e)) from e
-                try:
-                    one = self._commit([(m, Rejected(f"database refused message: {e.orig or e}",
-                                                     ack_id(p)))])
-                except SQLAlchemyError as e2:
-                    raise TransientDbError(str(e2)) from e2
+                one = self._dead_letter_alone(m, p, _why_refused(e))
             for node, ids in one.items():
                 acks[node] += ids
         return acks
 
+    def _dead_letter_alone(self, m: Inbound, p: Parsed, error: str) -> dict[str, list[str]]:
+        try:
+            return self._commit([(m, Rejected(error, ack_id(p)))])
+        except Exception as e:
+            raise TransientDbError(str(e)) from e
+
     def _store_batch(self, items: list[tuple[Inbound, Parsed]]) -> dict[str, list[str]]:
         try:
             return self._commit(items)
-        except DBAPIError as e:
-            if _is_transient(e):
+        except Exception as e:
+            if _is_database_problem(e):
                 raise TransientDbError(str(e)) from e
-            log.error("batch of %d refused by the database (%s); storing one by one", len(items), e.orig or e)
+            log.error("batch of %d failed (%s); storing one by one", len(items), _why_refused(e))
             return self._commit_each(items)
-        except SQLAlchemyError as e:
-            raise TransientDbError(str(e)) from e
 
     def _live(self, items: list[tuple[Inbound, Parsed]]) -> list[tuple[Inbound, Parsed]]:
         """Items from the live connection; the broker redelivers the others itself."""
@@ -392,8 +398,23 @@ class Consumer:
             self.stop()
 
 
-def _is_transient(e: DBAPIError) -> bool:
-    """Only data and constraint errors are about the message itself. Anything else
-    (server down, SQLite locked, missing table, no permission) is the database's
-    problem: retry rather than dead-letter good events."""
-    return not isinstance(e, (DataError, IntegrityError))
+def _is_database_problem(e: Exception) -> bool:
+    """Whether `e` says the database cannot take writes now (retry the batch, ack
+    nothing) rather than that a message cannot be stored (dead-letter it). Only data
+    and constraint errors, errors binding a value, and errors outside SQLAlchemy are
+    about a message; anything else (server down, SQLite locked, missing table, no
+    permission) is the database's problem: retry rather than dead-letter good events."""
+    if isinstance(e, DBAPIError):
+        return not isinstance(e, (DataError, IntegrityError))
+    if isinstance(e, StatementError):  # raised while binding a message's values
+        return False
+    return isinstance(e, SQLAlchemyError)
+
+
+def _why_refused(e: Exception) -> str:
+    """One line for a dead letter: what went wrong storing one message."""
+    if isinstance(e, DBAPIError):
+        return f"database refused message: {str(e.orig or e).splitlines()[0][:300]}"
+    cause = e.orig if isinstance(e, StatementError) and e.orig is not None else e
+    text = str(cause).splitlines()[0][:300] if str(cause) else ""
+    return f"could not store message: {type(cause).__name__}: {text}"
