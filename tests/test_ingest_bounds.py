@@ -74,7 +74,7 @@ POISON = {
     "heartbeat-year-9999-with-offset": (HB, b'{"node_id":"node-a","at":"9999-12-31T23:59:59-05:00"}'),
     "heartbeat-deep": (HB, b'{"node_id":"node-a","x":' + DEEP_ARRAY + b"}"),
     "heartbeat-fps-infinite": (HB, b'{"node_id":"node-a","at":"2026-11-26T11:00:00Z","fps":{"yard":Infinity}}'),
-    "heartbeat-fps-huge": (HB, b'{"node_id":"node-a","at":"2026-11-26T11:00:00Z","fps":{"yard":1e300}}'),
+    "heartbeat-fps-huge": (HB, b'{"node_id":"node-a","at":"2026-11-26T11:00:00Z","fps":{"yard":1e7}}'),
     "heartbeat-depth-2^63": (HB, b'{"node_id":"node-a","at":"2026-11-26T11:00:00Z",'
                              b'"outbox_depth":9223372036854775808}'),
     "heartbeat-negative-count": (HB, b'{"node_id":"node-a","at":"2026-11-26T11:00:00Z","outbox_failed":-1}'),
