@@ -86,6 +86,7 @@ class Stats:
     stored: int = 0  # events inserted or made more final
     duplicates: int = 0  # redeliveries and stale copies
     dead_letters: int = 0
+    id_clashes: int = 0  # events and snapshots whose id another node also sent
     node_updates: int = 0  # status and heartbeat messages
     snapshots: int = 0  # snapshots stored (redeliveries count as duplicates)
     batches: int = 0
@@ -204,16 +205,19 @@ class Consumer:
         except Exception as e:  # parse_message never raises; if it does, only this message is lost to ingest
             return Rejected(f"could not parse message: {type(e).__name__}: {str(e)[:200]}")
 
-    def _apply(self, tx: StoreTx, m: Inbound, p: Parsed, acks: dict[str, list[str]], counts: dict[str, int]) -> None:
+    def _apply(self, tx: StoreTx, m: Inbound, p: Parsed, acks: dict[str, list[str]], counts: dict[str, int],
+               clashes: list[str]) -> None:
         if isinstance(p, BaseEvent):
             if tx.insert_event(p, topic=m.topic):
                 counts["stored"] += 1
+                clashes += _clash(tx, "event", p.event_id, p.node_id)
             else:
                 counts["duplicates"] += 1
             acks[p.node_id].append(p.event_id)
         elif isinstance(p, Snapshot):
             if tx.insert_snapshot(p.event_id, p.node_id, p.data):
                 counts["snapshots"] += 1
+                clashes += _clash(tx, "snapshot", p.event_id, p.node_id)
             else:
                 counts["duplicates"] += 1
             acks[p.node_id].append(p.ack_id)
@@ -234,10 +238,13 @@ class Consumer:
         """Store `items` in one transaction; returns the event ids to ack per node."""
         acks: dict[str, list[str]] = defaultdict(list)
         counts: dict[str, int] = defaultdict(int)
+        clashes: list[str] = []
         with self.store.begin() as tx:
             for m, p in items:
-                self._apply(tx, m, p, acks, counts)
-        self.stats.add(**counts)
+                self._apply(tx, m, p, acks, counts, clashes)
+        self.stats.add(id_clashes=len(clashes), **counts)
+        for clash in clashes:
+            log.warning("%s", clash)
         for m, p in items:  # logged once committed, not on every retry
             if isinstance(p, Rejected):
                 log.warning("dead letter from %s: %s", m.topic, p.error.replace("\n", "; "))
@@ -396,6 +403,16 @@ class Consumer:
             stop_event.wait()
         finally:
             self.stop()
+
+
+def _clash(tx: StoreTx, what: str, event_id: str, node_id: str) -> list[str]:
+    """A warning if another node sent the same event id: stored apart (rows are keyed by
+    node), but one of the two is forging or replaying ids (docs/central.md)."""
+    others = tx.other_nodes(event_id, node_id)
+    if not others:
+        return []
+    return [f"{node_id} sent {what} {event_id}, an event id {', '.join(others)} also sent; "
+            "stored as its own, the other node's rows are untouched"]
 
 
 def _is_database_problem(e: Exception) -> bool:
