@@ -11,6 +11,7 @@ published on it, so the payload cannot claim another node.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,8 +26,6 @@ from vaktpost.contract.jpeg import JpegError, check_jpeg
 from vaktpost.contract.messages import Heartbeat, Status
 from vaktpost.contract.topics import Kind, Topic, TopicError, snapshot_row_id
 
-# An oversized snapshot is dead-lettered with only its head: enough to see what it was.
-DEAD_LETTER_HEAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,8 @@ class Rejected:
     is the outbox row id acknowledged to the node anyway (an event id, or
     `<event_id>/snapshot` for a snapshot): its raw bytes are kept centrally, and an
     unacknowledged poison message would be re-sent by the node forever.
-    `stored_payload`, if set, is kept instead of the raw payload."""
+    `stored_payload`, if set, is kept instead of the raw payload (b"" for a refused
+    image: only its hash, in `error`)."""
 
     error: str
     event_id: str | None = None
@@ -114,14 +114,19 @@ def _parse_snapshot(node: str, event_id: str, payload: bytes, max_bytes: int) ->
     # that, so a malformed snapshot is not re-sent forever (bounded like event ids).
     ack = snapshot_row_id(event_id) if 0 < len(event_id) <= 64 else None
     if not _UUID7.match(event_id):
-        return Rejected(f"snapshot topic names {event_id[:80]!r}, not a UUIDv7 event id", ack)
+        return _refused_image(f"snapshot topic names {event_id[:80]!r}, not a UUIDv7 event id", ack, payload)
     try:
         check_jpeg(payload, max_bytes)
     except JpegError as e:
-        head = payload[:DEAD_LETTER_HEAD_BYTES] if len(payload) > max_bytes else None
-        note = f" (dead letter keeps the first {len(head)} bytes)" if head is not None else ""
-        return Rejected(f"invalid snapshot: {e}{note}", ack, head)
+        return _refused_image(f"invalid snapshot: {e}", ack, payload)
     return Snapshot(node, event_id, payload)
+
+
+def _refused_image(error: str, ack: str | None, payload: bytes) -> Rejected:
+    """A refused snapshot's dead letter keeps the error and a hash, never the image:
+    it may hold exactly what a node must not send (metadata, hidden data)."""
+    digest = hashlib.sha256(payload).hexdigest()
+    return Rejected(f"{error} (payload not kept: sha256 {digest}, {len(payload)} bytes)", ack, b"")
 
 
 def parse_message(topic: str, payload: bytes, *, max_snapshot_bytes: int = DEFAULT_SNAPSHOT_MAX_BYTES,
