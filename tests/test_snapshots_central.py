@@ -80,7 +80,8 @@ def with_segment(data: bytes, marker: int, body: bytes) -> bytes:
 def make_event(node: str = "node-a", camera: str = "yard", **kw: object) -> Event:
     t = kw.pop("started_at", datetime.now(UTC) - timedelta(minutes=5))
     return Event(event_id=uuid7(int(t.timestamp() * 1000)), seq=1, node_id=node, camera_id=camera,
-                 type="intrusion", started_at=t, confidence=0.9, phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"), **kw)
+                 type="intrusion", started_at=t, confidence=0.9,
+                 phase=kw.pop("phase", "end" if kw.get("ended_at") else "start"), **kw)
 
 
 # --- the JPEG check (pure) -----------------------------------------------------------

@@ -27,7 +27,6 @@ from vaktpost.contract.messages import Heartbeat, Status
 from vaktpost.contract.topics import Kind, Topic, TopicError, snapshot_row_id
 
 
-
 @dataclass(frozen=True)
 class Rejected:
     """A message that goes to dead_letters. `event_id`, when the message names one,
