@@ -91,6 +91,7 @@ class Stats:
     snapshots: int = 0  # snapshots stored (redeliveries count as duplicates)
     batches: int = 0
     db_errors: int = 0
+    connect_failures: int = 0  # attempts to reach the broker that failed
     purges: int = 0  # retention purges completed
     purge_errors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -137,6 +138,7 @@ class Consumer:
                       keyfile=str(m.tls.key_file) if m.tls.key_file else None)
         c.reconnect_delay_set(1, m.reconnect_max_seconds)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
@@ -155,6 +157,12 @@ class Consumer:
         # Also with a session present: subscribing again is harmless and covers a
         # changed shared_group or a session the broker dropped.
         client.subscribe([(f, SubscribeOptions(qos=1)) for f in subscriptions(self.config.mqtt.shared_group)])
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho retries with backoff (reconnect_delay_set: 1 s doubling up to reconnect_max_seconds).
+        self.stats.add(connect_failures=1)
+        log.warning("cannot reach broker %s:%d; retrying with backoff (at most %d s apart)", self.config.mqtt.host,
+                    self.config.mqtt.port, self.config.mqtt.reconnect_max_seconds)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
                       properties: Properties | None) -> None:
