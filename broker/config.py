@@ -83,7 +83,7 @@ class SnapshotsSection(Strict):
         DEFAULT_SNAPSHOT_MAX_BYTES,
         ge=1024,
         le=SNAPSHOT_MAX_BYTES_CEILING,
-        description="Largest snapshot accepted, in bytes; a larger one goes to dead letters (truncated)",
+        description="Largest snapshot accepted, in bytes; a larger one goes to dead letters (its hash, not its bytes)",
     )
 
 

@@ -6,8 +6,11 @@ UTC and always come back timezone-aware.
 Redelivery and updates of one event (decided here, documented in docs/central.md):
 a node publishes an event again while it lasts (``ended_at`` null, fresh
 confidence/region) and once more when it ends; MQTT QoS 1 may also deliver any
-copy twice. ``event_id`` is the primary key, so there is never more than one row
-per event. A later copy replaces the stored one only if the stored row has not
+copy twice. ``(event_id, node_id)`` is the primary key, so there is never more than
+one row per event, and a node's message only ever reaches that node's own row: a node
+sending another node's event id, before or after that node, neither changes nor
+pre-empts the other's row (its copy is a row of its own, and the consumer logs the
+clash). A later copy replaces the stored one only if the stored row has not
 ended yet and the copy is *more final*: it has ended, it carries a higher ``seq``,
 or it has the same ``seq`` (nodes keep one seq for all copies of an event) and a
 different payload (a newer running state). An ended row is never changed again,
@@ -17,8 +20,8 @@ identical copy changes nothing.
 The place of an event is the place its camera was assigned to at ``started_at``
 (``valid_from <= started_at < valid_to``; an open ``valid_to`` means "still").
 
-Snapshots (anonymised JPEGs) live in their own table, keyed by the ``event_id`` of
-their event but without a foreign key: a snapshot may arrive before its event, and
+Snapshots (anonymised JPEGs) live in their own table, keyed like their event by
+``(event_id, node_id)`` but without a foreign key: a snapshot may arrive before its event, and
 either may be purged first. Retention (``Store.purge``) deletes in small
 transactions so that ingest keeps going on SQLite, whose writers take turns.
 """
@@ -58,11 +61,14 @@ from sqlalchemy import (
     or_,
     select,
     text,
+    tuple_,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import Connection, Dialect, Engine, make_url
 from sqlalchemy.schema import CreateColumn
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import DateTime, TypeDecorator
 
 from vaktpost.contract.events import BaseEvent
@@ -87,7 +93,7 @@ def as_utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-class UtcDateTime(TypeDecorator):
+class UtcDateTime(TypeDecorator[datetime]):
     """timestamptz on PostgreSQL; naive UTC text on SQLite (which has no zones).
     Either way Python sees aware UTC datetimes, and SQLite values compare correctly
     because they all share one format and one zone."""
@@ -95,13 +101,13 @@ class UtcDateTime(TypeDecorator):
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
         value = as_utc(value)
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
-    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> datetime | None:
         return None if value is None else as_utc(value)
 
 
@@ -136,9 +142,11 @@ camera_assignments = Table(
 events = Table(
     "events",
     metadata,
+    # Keyed by node too: no node can reach another's row (see above). event_id first,
+    # so lookups by event id alone use the key's index.
     Column("event_id", String(36), primary_key=True),
     Column("seq", BigInteger, nullable=False),
-    Column("node_id", _Ident, nullable=False),
+    Column("node_id", _Ident, primary_key=True),
     Column("camera_id", _Ident),
     Column("place_id", _Ident, ForeignKey("places.id")),
     Column("type", String(32), nullable=False),
@@ -174,7 +182,7 @@ snapshots = Table(
     "snapshots",
     metadata,
     Column("event_id", String(36), primary_key=True),  # its event's id; no FK (see above)
-    Column("node_id", _Ident, nullable=False),  # proven by the broker ACL (the topic)
+    Column("node_id", _Ident, primary_key=True),  # proven by the broker ACL (the topic)
     Column("received_at", UtcDateTime(), nullable=False, index=True),
     Column("content_type", String(64), nullable=False),
     Column("bytes", LargeBinary, nullable=False),
@@ -211,6 +219,8 @@ _EVENT_UPDATABLE = ("seq", "place_id", "subtype", "zone", "ended_at", "confidenc
 # Columns added to tables after their first release: create_all() leaves existing
 # tables alone, so Store.create_all() adds these where they are missing.
 _ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("snapshot", "snapshot_withheld")}
+# Tables first released keyed by event_id alone; Store.create_all() re-keys them.
+_REKEYED = (events, snapshots)
 
 
 @dataclass(frozen=True)
@@ -243,8 +253,8 @@ def display_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _sqlite_pragmas(busy_timeout_ms: int):
-    def on_connect(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
+    def on_connect(dbapi_conn: Any, _record: Any) -> None:
         # WAL lets readers (the CLI) run while the consumer writes; NORMAL is durable
         # against process crashes in WAL mode, which is what redelivery relies on.
         cur = dbapi_conn.cursor()
@@ -256,7 +266,7 @@ def _sqlite_pragmas(busy_timeout_ms: int):
     return on_connect
 
 
-def _place_at(node_id: str, camera_id: str | None, t: datetime):
+def _place_at(node_id: str, camera_id: str | None, t: datetime) -> ColumnElement[Any]:
     """Scalar subquery: the place `node_id/camera_id` was assigned to at `t`."""
     if camera_id is None:
         return null()
@@ -271,7 +281,7 @@ def _place_at(node_id: str, camera_id: str | None, t: datetime):
     )
 
 
-def _more_final(new) -> Any:
+def _more_final(new: ReadOnlyColumnCollection[str, Any]) -> ColumnElement[bool]:
     """Upsert condition: may copy `new` (the EXCLUDED row) replace the stored event?
     Nodes keep one seq for all copies of an event, so an equal seq with a different
     payload is a newer running state; an identical copy is a redelivery (no write)."""
@@ -332,7 +342,7 @@ class StoreTx:
         ins = self._insert(events).values(**_event_row(ev, topic, now),
                                           place_id=_place_at(ev.node_id, ev.camera_id, ev.started_at))
         stmt = ins.on_conflict_do_update(
-            index_elements=[events.c.event_id],
+            index_elements=[events.c.event_id, events.c.node_id],
             set_={c: ins.excluded[c] for c in _EVENT_UPDATABLE},
             where=_more_final(ins.excluded),
         )
@@ -347,15 +357,24 @@ class StoreTx:
         ins = self._insert(snapshots).values(
             event_id=event_id, node_id=node_id, received_at=as_utc(received_at) if received_at else utcnow(),
             content_type=content_type, bytes=bytes(data), size=len(data))
-        stmt = ins.on_conflict_do_nothing(index_elements=[snapshots.c.event_id])
+        stmt = ins.on_conflict_do_nothing(index_elements=[snapshots.c.event_id, snapshots.c.node_id])
         return self.conn.execute(stmt.returning(snapshots.c.event_id)).first() is not None
+
+    def other_nodes(self, event_id: str, node_id: str) -> list[str]:
+        """Nodes other than `node_id` that also sent an event or snapshot with `event_id`."""
+        e, s = events.c, snapshots.c
+        q = (select(e.node_id).where(e.event_id == event_id, e.node_id != node_id)
+             .union(select(s.node_id).where(s.event_id == event_id, s.node_id != node_id)))
+        return sorted(self.conn.execute(q).scalars())
 
     def dead_letter(self, topic: str, payload: bytes, error: str, *, received_at: datetime | None = None) -> int:
         res = self.conn.execute(
             dead_letters.insert().values(topic=_clean_text(topic), payload=bytes(payload),
                                          error=_clean_text(error), received_at=received_at or utcnow())
         )
-        return int(res.inserted_primary_key[0])
+        key = res.inserted_primary_key
+        assert key is not None  # an INSERT of one row
+        return int(key[0])
 
     def record_status(self, st: Status) -> None:
         self._upsert_node(st.node_id, state=st.state, status_at=st.at or utcnow())
@@ -407,6 +426,7 @@ class Store:
                  sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
         self.url = normalise_url(url)
         u = make_url(self.url)
+        self._insert: Callable[[Table], Any]
         if u.get_backend_name() == "sqlite":
             self._insert = sqlite.insert
             self.engine: Engine = create_engine(self.url, echo=echo)
@@ -429,6 +449,7 @@ class Store:
         """Create missing tables, and missing columns of tables that have grown."""
         metadata.create_all(self.engine)
         self._add_missing_columns()
+        self._rekey_by_node()
 
     def _add_missing_columns(self) -> None:
         insp = inspect(self.engine)
@@ -440,6 +461,27 @@ class Store:
                         ddl = CreateColumn(metadata.tables[name].c[col]).compile(dialect=self.engine.dialect)
                         conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
                         log.info("place log: added column %s.%s", name, col)
+
+    def _rekey_by_node(self) -> None:
+        """Give tables of an older place log their key (event_id, node_id)."""
+        for table in _REKEYED:
+            pk = inspect(self.engine).get_pk_constraint(table.name)
+            if pk["constrained_columns"] == [c.name for c in table.primary_key.columns]:
+                continue
+            with self.engine.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(text(f'ALTER TABLE {table.name} DROP CONSTRAINT "{pk["name"]}", '
+                                      "ADD PRIMARY KEY (event_id, node_id)"))
+                else:  # SQLite cannot change a key: copy into a new table
+                    old = f"_{table.name}_old"
+                    conn.execute(text(f"ALTER TABLE {table.name} RENAME TO {old}"))
+                    for index in inspect(conn).get_indexes(old):
+                        conn.execute(text(f'DROP INDEX "{index["name"]}"'))
+                    table.create(conn)
+                    cols = ", ".join(c.name for c in table.columns)
+                    conn.execute(text(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {old}"))
+                    conn.execute(text(f"DROP TABLE {old}"))
+            log.info("place log: %s now keyed by (event_id, node_id)", table.name)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -494,12 +536,13 @@ class Store:
         n_ev = 0
         while not stop():
             with self.begin() as tx:
-                old = select(e.event_id).where(e.started_at < ev_cut).limit(PURGE_CHUNK)
-                ids = tx.conn.execute(old).scalars().all()
-                if ids:
-                    n_snap += tx.conn.execute(delete(snapshots).where(s.event_id.in_(ids))).rowcount
-                    n_ev += tx.conn.execute(delete(events).where(e.event_id.in_(ids))).rowcount
-            if len(ids) < PURGE_CHUNK:
+                old = select(e.event_id, e.node_id).where(e.started_at < ev_cut).limit(PURGE_CHUNK)
+                keys = [tuple(r) for r in tx.conn.execute(old)]
+                if keys:
+                    n_snap += tx.conn.execute(
+                        delete(snapshots).where(tuple_(s.event_id, s.node_id).in_(keys))).rowcount
+                    n_ev += tx.conn.execute(delete(events).where(tuple_(e.event_id, e.node_id).in_(keys))).rowcount
+            if len(keys) < PURGE_CHUNK:
                 break
         n_dead = self._delete_chunked(dead_letters, d.id, d.received_at < ev_cut, stop)
         with self.begin() as tx:
@@ -511,7 +554,7 @@ class Store:
                  snap_cut.isoformat(timespec="seconds"), n_ev, ev_cut.isoformat(timespec="seconds"), n_dead)
         return PurgeResult(snapshots=n_snap, events=n_ev, dead_letters=n_dead)
 
-    def _delete_chunked(self, table: Table, key: Column, condition: Any, stop: Callable[[], bool]) -> int:
+    def _delete_chunked(self, table: Table, key: Column[Any], condition: Any, stop: Callable[[], bool]) -> int:
         deleted = 0
         while not stop():
             with self.begin() as tx:
@@ -605,10 +648,17 @@ class Store:
         with self.engine.connect() as conn:
             return conn.execute(select(func.count()).select_from(snapshots)).scalar_one()
 
-    def get_snapshot(self, event_id: str) -> bytes | None:
-        """The JPEG stored for `event_id`, or None."""
+    def get_snapshot(self, event_id: str, node_id: str | None = None) -> bytes | None:
+        """The JPEG stored for `event_id` by `node_id`, or None. Without `node_id`: the
+        one of the node whose event has this id (then the first received)."""
+        s, e = snapshots.c, events.c
+        q = select(s.bytes).where(s.event_id == event_id)
+        if node_id is not None:
+            q = q.where(s.node_id == node_id)
+        own = exists().where(e.event_id == s.event_id, e.node_id == s.node_id)
+        q = q.order_by(own.desc(), s.received_at, s.node_id).limit(1)
         with self.engine.connect() as conn:
-            data = conn.execute(select(snapshots.c.bytes).where(snapshots.c.event_id == event_id)).scalar()
+            data = conn.execute(q).scalar()
         return None if data is None else bytes(data)
 
     def query_purge_log(self, limit: int = 100) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from mqtt_harness import Broker, MqttTestClient, wait_until
+from mqtt_harness import Broker, MqttTestClient, free_port, wait_until
 
 from vaktpost.broker.config import CentralConfig, load_central
 from vaktpost.broker.ingest.consumer import Consumer, subscriptions
@@ -371,3 +371,23 @@ def test_postgresql_place_log(broker: Broker, tmp_path: Path, pg_url_fresh: str)
             {"place_id": "ekbacken-schoolyard", "place_name": "Ekbacken schoolyard", "type": "motion", "count": 20}]
         assert store.query_dead_letters()[0]["payload"] == b"{\x00}"
         assert acked_ids(node_a, {e.event_id for e in evs}) == {e.event_id for e in evs}
+
+
+def test_consumer_logs_an_unreachable_broker_with_backoff(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    port = free_port()  # nothing listens there
+    cfg = CentralConfig.model_validate({"database": f"sqlite:///{tmp_path / 'central.db'}",
+                                        "mqtt": {"host": "127.0.0.1", "port": port, "password": "x",
+                                                 "reconnect_max_seconds": 2}})
+    store = Store(cfg.database)
+    store.create_all()
+    consumer = Consumer(cfg, store)
+    caplog.set_level("WARNING", logger="vaktpost.broker.ingest.consumer")
+    consumer.start()
+    try:
+        wait_until(lambda: consumer.stats.snapshot()["connect_failures"] >= 2, 20, message="two failed attempts")
+    finally:
+        consumer.stop()
+        store.close()
+    lines = [r.getMessage() for r in caplog.records if "cannot reach broker" in r.getMessage()]
+    assert len(lines) >= 2
+    assert lines[0].startswith(f"cannot reach broker 127.0.0.1:{port}") and "retrying" in lines[0]

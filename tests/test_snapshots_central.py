@@ -4,6 +4,7 @@ publisher."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,11 +24,12 @@ from test_consumer import (
 from vaktpost.broker.ingest.parse import Rejected, Snapshot, parse_message
 from vaktpost.broker.store import Store
 from vaktpost.contract.events import Event, uuid7
-from vaktpost.contract.jpeg import JpegError, check_jpeg
+from vaktpost.contract.jpeg import NODE_MARKERS, JpegError, check_jpeg, jpeg_spans
 from vaktpost.contract.topics import ANY, Kind, Topic, TopicError, snapshot_row_id
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox
 from vaktpost.edge.delivery.transport import Publisher
+from vaktpost.edge.evidence.snapshot import KEEP_MARKERS, strip_jpeg
 
 UTC = UTC
 MAX = 2 * 1024 * 1024
@@ -35,12 +37,17 @@ NOT_AUTHORIZED = 0x87
 T = 30.0
 
 
-def jpeg(w: int = 64, h: int = 48, seed: int = 0, params: list[int] | None = None) -> bytes:
-    """A JPEG as the node's OpenCV encoder writes it (APP0 JFIF, no metadata)."""
+def encoded(w: int = 64, h: int = 48, seed: int = 0, params: list[int] | None = None) -> bytes:
+    """A JPEG as OpenCV's encoder writes it (with an APP0 JFIF segment)."""
     pixels = (np.random.default_rng(seed).random((h, w, 3)) * 255).astype(np.uint8)
     ok, buf = cv2.imencode(".jpg", pixels, params or [])
     assert ok
     return buf.tobytes()
+
+
+def jpeg(w: int = 64, h: int = 48, seed: int = 0, params: list[int] | None = None) -> bytes:
+    """A JPEG as a node sends it: encoded, then stripped to the node's own segments."""
+    return strip_jpeg(encoded(w, h, seed, params))
 
 
 def pil_jpeg(**save_kw: object) -> bytes:
@@ -51,12 +58,17 @@ def pil_jpeg(**save_kw: object) -> bytes:
     return out.getvalue()
 
 
+def without_app0(data: bytes) -> bytes:
+    """`data` without its APP0 (JFIF) segment, so that the next segment is the one refused."""
+    return b"".join(data[s:e] for marker, s, e in jpeg_spans(data) if marker != 0xE0)
+
+
 def with_exif() -> bytes:
     image = pytest.importorskip("PIL.Image")
     exif = image.Exif()
     exif[0x010F] = "CameraMaker"  # Make
     exif[0x0132] = "2026:11:26 08:00:00"  # DateTime
-    return pil_jpeg(exif=exif)
+    return without_app0(pil_jpeg(exif=exif))
 
 
 def with_segment(data: bytes, marker: int, body: bytes) -> bytes:
@@ -80,8 +92,14 @@ def test_encoder_output_passes(params: list[int]) -> None:
     assert check_jpeg(jpeg(640, 480, params=params), MAX) == (640, 480)
 
 
-def test_pillow_jpeg_without_metadata_passes() -> None:
-    assert check_jpeg(pil_jpeg(), MAX) == (32, 24)
+def test_the_centre_accepts_exactly_the_segments_the_node_writes() -> None:
+    assert NODE_MARKERS == KEEP_MARKERS
+    assert check_jpeg(strip_jpeg(pil_jpeg()), MAX) == (32, 24)
+
+
+def app0(extra: bytes) -> bytes:
+    """An APP0 JFIF body with a thumbnail of 8x8 pixels (or text appended: `extra`)."""
+    return b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x08\x08" + bytes(8 * 8 * 3) + extra
 
 
 @pytest.mark.parametrize(
@@ -92,14 +110,22 @@ def test_pillow_jpeg_without_metadata_passes() -> None:
         (lambda: jpeg() + b"appended\xff\xd9", "bytes after the end-of-image marker"),
         (lambda: b"\xff\xd8\xff\xd9", "no frame header or no scan"),
         (with_exif, "APP1 (EXIF/XMP metadata)"),
-        (lambda: pil_jpeg(comment=b"taken at the gym"), "COM (comment)"),
+        (lambda: without_app0(pil_jpeg(comment=b"taken at the gym")), "COM (comment)"),
         (lambda: with_segment(jpeg(), 0xED, b"Photoshop 3.0\x00IPTC"), "APP13"),
         (lambda: with_segment(jpeg(), 0xE2, b"ICC_PROFILE\x00"), "APP2"),
         (lambda: jpeg()[:2] + b"\xff\xdb\xff\xff" + jpeg()[2:], "runs past the end"),
         (lambda: b"\xff\xd8" + jpeg()[jpeg().index(b"\xff\xda"):], "scan before the frame header"),
+        (encoded, "APP0"),  # the encoder's JFIF header: the node strips it
+        (pil_jpeg, "APP0"),
+        (lambda: with_segment(jpeg(), 0xE0, app0(b"")), "APP0"),
+        (lambda: with_segment(jpeg(), 0xE0, app0(b"meet me at the gym")), "APP0"),
+        (lambda: with_segment(jpeg(), 0xEE, b"Adobe" + bytes(60_000)), "APP14"),
+        *[(lambda m=m: with_segment(jpeg(), m, b"hidden"), f"FF{m:02X}") for m in range(0xF0, 0xFE)],
+        (lambda: with_segment(jpeg(), 0xC8, b"reserved"), "FFC8"),
     ],
     ids=["not-jpeg", "no-eoi", "trailing-data", "empty-image", "exif", "comment", "iptc", "icc", "bad-length",
-         "scan-first"],
+         "scan-first", "encoder-jfif", "pillow-jfif", "app0-thumbnail", "app0-text", "app14-blob",
+         *[f"jpg{m - 0xF0}" for m in range(0xF0, 0xFE)], "jpg-reserved"],
 )
 def test_malformed_or_metadata_jpeg_is_refused(make, error: str) -> None:
     with pytest.raises(JpegError) as info:
@@ -137,9 +163,12 @@ def test_parse_snapshot_messages() -> None:
     eid, data = uuid7(), jpeg()
     assert parse_message(Topic.snapshots("node-a", eid), data) == Snapshot("node-a", eid, data)
 
-    exif = parse_message(Topic.snapshots("node-a", eid), with_exif())
+    image = with_exif()
+    exif = parse_message(Topic.snapshots("node-a", eid), image)
     assert isinstance(exif, Rejected) and exif.event_id == f"{eid}/snapshot" and "APP1" in exif.error
-    assert exif.stored_payload is None  # the raw bytes are kept
+    # A refused image is not kept (it may carry what the node must never send): its hash is.
+    assert exif.stored_payload == b""
+    assert f"sha256 {hashlib.sha256(image).hexdigest()}, {len(image)} bytes" in exif.error
 
     bad_id = parse_message(Topic.snapshots("node-a", "not-a-uuid"), data)
     assert isinstance(bad_id, Rejected) and bad_id.event_id == "not-a-uuid/snapshot"
@@ -152,7 +181,7 @@ def test_parse_snapshot_messages() -> None:
     big = jpeg(1200, 900, params=[cv2.IMWRITE_JPEG_QUALITY, 100])
     oversized = parse_message(Topic.snapshots("node-a", eid), big, max_snapshot_bytes=len(big) - 1)
     assert isinstance(oversized, Rejected) and "exceeds the limit" in oversized.error
-    assert oversized.stored_payload == big[:64 * 1024]  # only the head goes to dead letters
+    assert oversized.stored_payload == b"" and hashlib.sha256(big).hexdigest() in oversized.error
 
 
 def test_event_snapshot_fields() -> None:
@@ -292,7 +321,8 @@ def test_bad_snapshots_are_dead_lettered_and_acked(broker: Broker, tmp_path: Pat
         expected = {f"{junk_id}/snapshot", f"{exif_id}/snapshot", "nonsense/snapshot", f"{good_id}/snapshot"}
         assert acked_ids(node, expected) >= expected
         letters = sorted(store.query_dead_letters(), key=lambda r: r["id"])
-        assert [(r["topic"], r["payload"]) for r in letters] == bad
+        assert [(r["topic"], r["payload"]) for r in letters] == [(t, b"") for t, _ in bad]
+        assert all(hashlib.sha256(p).hexdigest() in r["error"] for r, (_, p) in zip(letters, bad, strict=True))
         assert "does not start with FFD8" in letters[0]["error"]
         assert "APP1 (EXIF/XMP metadata)" in letters[1]["error"]
         assert "not a UUIDv7" in letters[2]["error"]

@@ -17,9 +17,12 @@ so paho's network thread never waits for the database:
     worker:      parse → one transaction → commit → Ack to nodes → PUBACK to broker
 
 Malformed messages go to `dead_letters` (raw bytes, topic, error) in the same
-transaction and are acknowledged; the stream goes on. When the database fails
-(down, locked), nothing is acknowledged: the batch is retried with backoff, and
-meanwhile the broker stops sending once its in-flight window is full.
+transaction and are acknowledged; the stream goes on. Any other failure of a batch
+that is not the database's (a value the database refuses, an unexpected error)
+sends the batch through a one-message-at-a-time path that dead-letters the culprit
+alone, so one message can never stall ingest. When the database fails (down,
+locked), nothing is acknowledged: the batch is retried with backoff, and meanwhile
+the broker stops sending once its in-flight window is full.
 
 Snapshots (raw JPEG on `snapshots/<event_id>`) take the same path: checked
 (broker.jpeg), stored, acked to the node as `<event_id>/snapshot`. A second
@@ -34,13 +37,15 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from vaktpost.broker.config import CentralConfig
 from vaktpost.broker.ingest.parse import Parsed, Rejected, Snapshot, ack_id, node_of, parse_message
@@ -81,10 +86,12 @@ class Stats:
     stored: int = 0  # events inserted or made more final
     duplicates: int = 0  # redeliveries and stale copies
     dead_letters: int = 0
+    id_clashes: int = 0  # events and snapshots whose id another node also sent
     node_updates: int = 0  # status and heartbeat messages
     snapshots: int = 0  # snapshots stored (redeliveries count as duplicates)
     batches: int = 0
     db_errors: int = 0
+    connect_failures: int = 0  # attempts to reach the broker that failed
     purges: int = 0  # retention purges completed
     purge_errors: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -132,12 +139,14 @@ class Consumer:
                       keyfile=str(m.tls.key_file) if m.tls.key_file else None)
         c.reconnect_delay_set(1, m.reconnect_max_seconds)
         c.on_connect = self._on_connect
+        c.on_connect_fail = self._on_connect_fail
         c.on_disconnect = self._on_disconnect
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         return c
 
-    def _on_connect(self, client: mqtt.Client, userdata, flags, reason_code, properties) -> None:
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: mqtt.ConnectFlags, reason_code: ReasonCode,
+                    properties: Properties | None) -> None:
         if reason_code.is_failure:
             log.error("broker %s:%d refused the connection: %s", self.config.mqtt.host, self.config.mqtt.port,
                       reason_code)
@@ -150,7 +159,14 @@ class Consumer:
         # changed shared_group or a session the broker dropped.
         client.subscribe([(f, SubscribeOptions(qos=1)) for f in subscriptions(self.config.mqtt.shared_group)])
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        # paho retries with backoff (reconnect_delay_set: 1 s doubling up to reconnect_max_seconds).
+        self.stats.add(connect_failures=1)
+        log.warning("cannot reach broker %s:%d; retrying with backoff (at most %d s apart)", self.config.mqtt.host,
+                    self.config.mqtt.port, self.config.mqtt.reconnect_max_seconds)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: list[ReasonCode],
+                      properties: Properties | None) -> None:
         refused = [str(rc) for rc in reason_codes if rc.is_failure]
         if refused:
             log.error("subscription refused (%s): check the broker ACL for %r", ", ".join(refused),
@@ -158,7 +174,8 @@ class Consumer:
             return
         self.ready.set()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: mqtt.DisconnectFlags,
+                       reason_code: ReasonCode, properties: Properties | None) -> None:
         # New generation first: no PUBACK for this connection's mids may go out on the next one.
         with self._gen_lock:
             self._generation += 1
@@ -166,7 +183,7 @@ class Consumer:
         if not self._stop.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         try:
             topic = msg.topic
         except UnicodeDecodeError:  # Mosquitto refuses such topics; be safe anyway
@@ -192,18 +209,24 @@ class Consumer:
     # -- storing --------------------------------------------------------------------
 
     def _parse(self, m: Inbound) -> Parsed:
-        return parse_message(m.topic, m.payload, max_snapshot_bytes=self.config.snapshots.max_bytes)
+        try:
+            return parse_message(m.topic, m.payload, max_snapshot_bytes=self.config.snapshots.max_bytes)
+        except Exception as e:  # parse_message never raises; if it does, only this message is lost to ingest
+            return Rejected(f"could not parse message: {type(e).__name__}: {str(e)[:200]}")
 
-    def _apply(self, tx: StoreTx, m: Inbound, p: Parsed, acks: dict[str, list[str]], counts: dict[str, int]) -> None:
+    def _apply(self, tx: StoreTx, m: Inbound, p: Parsed, acks: dict[str, list[str]], counts: dict[str, int],
+               clashes: list[str]) -> None:
         if isinstance(p, BaseEvent):
             if tx.insert_event(p, topic=m.topic):
                 counts["stored"] += 1
+                clashes += _clash(tx, "event", p.event_id, p.node_id)
             else:
                 counts["duplicates"] += 1
             acks[p.node_id].append(p.event_id)
         elif isinstance(p, Snapshot):
             if tx.insert_snapshot(p.event_id, p.node_id, p.data):
                 counts["snapshots"] += 1
+                clashes += _clash(tx, "snapshot", p.event_id, p.node_id)
             else:
                 counts["duplicates"] += 1
             acks[p.node_id].append(p.ack_id)
@@ -224,45 +247,48 @@ class Consumer:
         """Store `items` in one transaction; returns the event ids to ack per node."""
         acks: dict[str, list[str]] = defaultdict(list)
         counts: dict[str, int] = defaultdict(int)
+        clashes: list[str] = []
         with self.store.begin() as tx:
             for m, p in items:
-                self._apply(tx, m, p, acks, counts)
-        self.stats.add(**counts)
+                self._apply(tx, m, p, acks, counts, clashes)
+        self.stats.add(id_clashes=len(clashes), **counts)
+        for clash in clashes:
+            log.warning("%s", clash)
         for m, p in items:  # logged once committed, not on every retry
             if isinstance(p, Rejected):
                 log.warning("dead letter from %s: %s", m.topic, p.error.replace("\n", "; "))
         return acks
 
     def _commit_each(self, items: list[tuple[Inbound, Parsed]]) -> dict[str, list[str]]:
-        """After a batch failed for a reason that is not the connection: find the
-        message(s) the database refuses and dead-letter them alone. If even the
+        """After a batch failed for a reason that is not the database itself: store the
+        messages one at a time and dead-letter the one(s) that fail alone. If even the
         dead letter cannot be written the database itself is the problem."""
         acks: dict[str, list[str]] = defaultdict(list)
         for m, p in items:
             try:
                 one = self._commit([(m, p)])
-            except DBAPIError as e:
-                if _is_transient(e):
+            except Exception as e:
+                if _is_database_problem(e):
                     raise TransientDbError(str(e)) from e
-                try:
-                    one = self._commit([(m, Rejected(f"database refused message: {e.orig or e}",
-                                                     ack_id(p)))])
-                except SQLAlchemyError as e2:
-                    raise TransientDbError(str(e2)) from e2
+                one = self._dead_letter_alone(m, p, _why_refused(e))
             for node, ids in one.items():
                 acks[node] += ids
         return acks
 
+    def _dead_letter_alone(self, m: Inbound, p: Parsed, error: str) -> dict[str, list[str]]:
+        try:
+            return self._commit([(m, Rejected(error, ack_id(p)))])
+        except Exception as e:
+            raise TransientDbError(str(e)) from e
+
     def _store_batch(self, items: list[tuple[Inbound, Parsed]]) -> dict[str, list[str]]:
         try:
             return self._commit(items)
-        except DBAPIError as e:
-            if _is_transient(e):
+        except Exception as e:
+            if _is_database_problem(e):
                 raise TransientDbError(str(e)) from e
-            log.error("batch of %d refused by the database (%s); storing one by one", len(items), e.orig or e)
+            log.error("batch of %d failed (%s); storing one by one", len(items), _why_refused(e))
             return self._commit_each(items)
-        except SQLAlchemyError as e:
-            raise TransientDbError(str(e)) from e
 
     def _live(self, items: list[tuple[Inbound, Parsed]]) -> list[tuple[Inbound, Parsed]]:
         """Items from the live connection; the broker redelivers the others itself."""
@@ -351,7 +377,7 @@ class Consumer:
 
     def start(self) -> Consumer:
         m = self.config.mqtt
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = m.session_expiry_seconds
         # Bounds the unacknowledged messages the broker pushes at us (Mosquitto honours
         # a v5 client's Receive Maximum): one batch in the works, the next arriving.
@@ -388,8 +414,33 @@ class Consumer:
             self.stop()
 
 
-def _is_transient(e: DBAPIError) -> bool:
-    """Only data and constraint errors are about the message itself. Anything else
-    (server down, SQLite locked, missing table, no permission) is the database's
-    problem: retry rather than dead-letter good events."""
-    return not isinstance(e, (DataError, IntegrityError))
+def _clash(tx: StoreTx, what: str, event_id: str, node_id: str) -> list[str]:
+    """A warning if another node sent the same event id: stored apart (rows are keyed by
+    node), but one of the two is forging or replaying ids (docs/central.md)."""
+    others = tx.other_nodes(event_id, node_id)
+    if not others:
+        return []
+    return [f"{node_id} sent {what} {event_id}, an event id {', '.join(others)} also sent; "
+            "stored as its own, the other node's rows are untouched"]
+
+
+def _is_database_problem(e: Exception) -> bool:
+    """Whether `e` says the database cannot take writes now (retry the batch, ack
+    nothing) rather than that a message cannot be stored (dead-letter it). Only data
+    and constraint errors, errors binding a value, and errors outside SQLAlchemy are
+    about a message; anything else (server down, SQLite locked, missing table, no
+    permission) is the database's problem: retry rather than dead-letter good events."""
+    if isinstance(e, DBAPIError):
+        return not isinstance(e, (DataError, IntegrityError))
+    if isinstance(e, StatementError):  # raised while binding a message's values
+        return False
+    return isinstance(e, SQLAlchemyError)
+
+
+def _why_refused(e: Exception) -> str:
+    """One line for a dead letter: what went wrong storing one message."""
+    if isinstance(e, DBAPIError):
+        return f"database refused message: {str(e.orig or e).splitlines()[0][:300]}"
+    cause = e.orig if isinstance(e, StatementError) and e.orig is not None else e
+    text = str(cause).splitlines()[0][:300] if str(cause) else ""
+    return f"could not store message: {type(cause).__name__}: {text}"

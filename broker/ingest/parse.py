@@ -3,27 +3,28 @@
 `parse_message(topic, payload)` turns one MQTT message into a typed message (an
 event of any accepted version, a checked snapshot, a status, a heartbeat), into
 None (nothing to store), or into a `Rejected` that goes to dead_letters. It never
-raises for bad input. The topic is parsed by the contract's `Topic`; the broker ACL
-proves which node published on it, so the payload cannot claim another node.
+raises: every number and time is bounded by the contract (docs/mqtt.md, "Bounds"),
+and times more than `MAX_AHEAD` after the consumer's clock are refused here. The
+topic is parsed by the contract's `Topic`; the broker ACL proves which node
+published on it, so the payload cannot claim another node.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
 from vaktpost.broker.config import DEFAULT_SNAPSHOT_MAX_BYTES
 from vaktpost.contract.config import format_errors
-from vaktpost.contract.events import UUID7_PATTERN, BaseEvent, parse_event
+from vaktpost.contract.events import MAX_AHEAD, UUID7_PATTERN, BaseEvent, parse_event
 from vaktpost.contract.jpeg import JpegError, check_jpeg
 from vaktpost.contract.messages import Heartbeat, Status
 from vaktpost.contract.topics import Kind, Topic, TopicError, snapshot_row_id
-
-# An oversized snapshot is dead-lettered with only its head: enough to see what it was.
-DEAD_LETTER_HEAD_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,8 @@ class Rejected:
     is the outbox row id acknowledged to the node anyway (an event id, or
     `<event_id>/snapshot` for a snapshot): its raw bytes are kept centrally, and an
     unacknowledged poison message would be re-sent by the node forever.
-    `stored_payload`, if set, is kept instead of the raw payload."""
+    `stored_payload`, if set, is kept instead of the raw payload (b"" for a refused
+    image: only its hash, in `error`)."""
 
     error: str
     event_id: str | None = None
@@ -59,13 +61,22 @@ _UUID7 = re.compile(UUID7_PATTERN)
 def _claimed_event_id(payload: bytes) -> str | None:
     try:
         data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         return None
     eid = data.get("event_id") if isinstance(data, dict) else None
     return eid if isinstance(eid, str) and 0 < len(eid) <= 64 else None
 
 
-def _parse_event(node: str, camera: str, payload: bytes) -> BaseEvent | Rejected:
+def _too_far_ahead(times: tuple[datetime | None, ...], now: datetime) -> str | None:
+    latest = now + MAX_AHEAD
+    ahead = [t for t in times if t is not None and t > latest]
+    if not ahead:
+        return None
+    return (f"time {ahead[0].isoformat()} is more than {MAX_AHEAD} ahead of the consumer's clock "
+            f"({now.isoformat(timespec='seconds')}): check the node's clock")
+
+
+def _parse_event(node: str, camera: str, payload: bytes, now: datetime) -> BaseEvent | Rejected:
     try:
         ev = parse_event(payload)  # any version the consumer knows (docs/mqtt.md, "Versions")
     except ValidationError as e:
@@ -76,10 +87,13 @@ def _parse_event(node: str, camera: str, payload: bytes) -> BaseEvent | Rejected
                         "a node cannot speak for another", ev.event_id)
     if ev.camera_id is not None and ev.camera_id != camera:
         return Rejected(f"payload camera_id {ev.camera_id!r} differs from topic camera {camera!r}", ev.event_id)
+    if ahead := _too_far_ahead((ev.started_at, ev.ended_at), now):
+        return Rejected(f"invalid event: {ahead}", ev.event_id)
     return ev
 
 
-def _parse_node_message(model: type[Status] | type[Heartbeat], node: str, payload: bytes) -> Parsed:
+def _parse_node_message(model: type[Status] | type[Heartbeat], node: str, payload: bytes,
+                        now: datetime) -> Parsed:
     if not payload:
         return None  # an empty retained message only clears the retained status
     try:
@@ -89,6 +103,8 @@ def _parse_node_message(model: type[Status] | type[Heartbeat], node: str, payloa
     if msg.node_id != node:
         return Rejected(f"payload node_id {msg.node_id!r} differs from topic node {node!r}: "
                         "a node cannot speak for another")
+    if ahead := _too_far_ahead((msg.at,), now):
+        return Rejected(f"invalid {model.__name__.lower()}: {ahead}")
     return msg
 
 
@@ -97,30 +113,43 @@ def _parse_snapshot(node: str, event_id: str, payload: bytes, max_bytes: int) ->
     # that, so a malformed snapshot is not re-sent forever (bounded like event ids).
     ack = snapshot_row_id(event_id) if 0 < len(event_id) <= 64 else None
     if not _UUID7.match(event_id):
-        return Rejected(f"snapshot topic names {event_id[:80]!r}, not a UUIDv7 event id", ack)
+        return _refused_image(f"snapshot topic names {event_id[:80]!r}, not a UUIDv7 event id", ack, payload)
     try:
         check_jpeg(payload, max_bytes)
     except JpegError as e:
-        head = payload[:DEAD_LETTER_HEAD_BYTES] if len(payload) > max_bytes else None
-        note = f" (dead letter keeps the first {len(head)} bytes)" if head is not None else ""
-        return Rejected(f"invalid snapshot: {e}{note}", ack, head)
+        return _refused_image(f"invalid snapshot: {e}", ack, payload)
     return Snapshot(node, event_id, payload)
 
 
-def parse_message(topic: str, payload: bytes, *, max_snapshot_bytes: int = DEFAULT_SNAPSHOT_MAX_BYTES) -> Parsed:
-    """What a message on `topic` means; never raises for bad input."""
+def _refused_image(error: str, ack: str | None, payload: bytes) -> Rejected:
+    """A refused snapshot's dead letter keeps the error and a hash, never the image:
+    it may hold exactly what a node must not send (metadata, hidden data)."""
+    digest = hashlib.sha256(payload).hexdigest()
+    return Rejected(f"{error} (payload not kept: sha256 {digest}, {len(payload)} bytes)", ack, b"")
+
+
+def parse_message(topic: str, payload: bytes, *, max_snapshot_bytes: int = DEFAULT_SNAPSHOT_MAX_BYTES,
+                  now: datetime | None = None) -> Parsed:
+    """What a message on `topic` means, received at `now` (default: the clock); never raises."""
+    try:
+        return _parse_message(topic, payload, max_snapshot_bytes, now or datetime.now(UTC))
+    except Exception as e:  # a case the checks above missed must not stop ingest
+        return Rejected(f"could not parse message: {type(e).__name__}: {str(e)[:200]}")
+
+
+def _parse_message(topic: str, payload: bytes, max_snapshot_bytes: int, now: datetime) -> Parsed:
     try:
         t = Topic.parse(topic)
     except TopicError as e:
         return Rejected(f"unexpected topic: {e}")
     if t.kind is Kind.events and t.leaf is not None:
-        return _parse_event(t.node_id, t.leaf, payload)
+        return _parse_event(t.node_id, t.leaf, payload, now)
     if t.kind is Kind.snapshots and t.leaf is not None:
         return _parse_snapshot(t.node_id, t.leaf, payload, max_snapshot_bytes)
     if t.kind is Kind.status:
-        return _parse_node_message(Status, t.node_id, payload)
+        return _parse_node_message(Status, t.node_id, payload, now)
     if t.kind is Kind.heartbeat:
-        return _parse_node_message(Heartbeat, t.node_id, payload)
+        return _parse_node_message(Heartbeat, t.node_id, payload, now)
     return Rejected(f"unexpected topic: the consumer does not read {t.kind} ({topic!r})")
 
 
@@ -130,8 +159,6 @@ def node_of(topic: str) -> str | None:
         return Topic.parse(topic).node_id
     except TopicError:
         return None
-
-
 
 
 def ack_id(p: Parsed) -> str | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
@@ -25,6 +25,20 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field
 SCHEMA_V1: Final = "vaktpost.event/1"
 SCHEMA_V2: Final = "vaktpost.event/2"
 SCHEMA_NAME = SCHEMA_V2  # what nodes emit
+
+# Bounds of every number and time a node sends (docs/mqtt.md, "Bounds"): a value out
+# of them is refused when parsed, never stored, so nothing a node sends can overflow
+# a conversion or a database column. Checked in every version (v1's published schema
+# does not state them; v2's does).
+SEQ_MAX: Final = 2**63 - 1  # the place log's BIGINT
+COUNT_MAX: Final = 2**63 - 1  # any other counter a node reports
+TIME_MIN: Final = datetime(1970, 1, 1, tzinfo=UTC)  # inclusive
+TIME_MAX: Final = datetime(2100, 1, 1, tzinfo=UTC)  # exclusive
+# The consumer refuses times further ahead of its own clock than this: a far-future
+# event would never reach the retention cutoff.
+MAX_AHEAD: Final = timedelta(days=1)
+TIME_DOC: Final = ("RFC 3339 time with a zone, from 1970-01-01T00:00:00Z up to (not including) "
+                   "2100-01-01T00:00:00Z; the consumer refuses times more than a day ahead of its clock")
 
 
 class EventType(StrEnum):
@@ -100,7 +114,13 @@ def _utc(v: datetime | None) -> datetime | None:
         return None
     if v.tzinfo is None:
         raise ValueError("timestamps must carry a time zone")
-    return v.astimezone(UTC)
+    try:
+        t = v.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00: before year 1 in UTC
+        raise ValueError("timestamp out of range") from None
+    if not TIME_MIN <= t < TIME_MAX:
+        raise ValueError(f"timestamp must be from {TIME_MIN:%Y-%m-%d} up to {TIME_MAX:%Y-%m-%d} (UTC)")
+    return t
 
 
 Region = Annotated[
@@ -120,7 +140,8 @@ class BaseEvent(BaseModel):
     """The fields every version shares (not a published version itself). The store
     and the consumer take any version through this type."""
 
-    model_config = ConfigDict(extra="forbid", title="VaktpostEvent")
+    # No NaN or infinity (JSON has neither; a parser may still accept them).
+    model_config = ConfigDict(extra="forbid", title="VaktpostEvent", allow_inf_nan=False)
 
     schema_: str = Field(alias="schema")
     event_id: Annotated[str, Field(pattern=UUID7_PATTERN, description="UUIDv7: unique, sortable by creation time")]
@@ -136,6 +157,13 @@ class BaseEvent(BaseModel):
     region: Region | None = None
     snapshot: SnapshotState = Field("none", description=_SNAPSHOT_DOC)
     snapshot_withheld: str | None = None
+
+    @model_validator(mode="after")
+    def _seq_fits(self) -> BaseEvent:
+        # v2 states this bound in its schema (Event.seq); v1 is only held to it here.
+        if self.seq > SEQ_MAX:
+            raise ValueError(f"seq must be at most {SEQ_MAX}")
+        return self
 
     @model_validator(mode="after")
     def _withheld_has_reason(self) -> BaseEvent:
@@ -162,6 +190,9 @@ class Event(BaseEvent):
     `ended_at` is set exactly at the end) and a subtype from the set of its type."""
 
     schema_: Literal["vaktpost.event/2"] = Field(SCHEMA_V2, alias="schema")
+    seq: Annotated[int, Field(ge=0, le=SEQ_MAX, description="Per-node monotonic sequence number")]
+    started_at: Annotated[UtcTime, Field(description=TIME_DOC)]
+    ended_at: Annotated[UtcTime | None, Field(description=f"Null while the event lasts. {TIME_DOC}")] = None
     subtype: Subtype | None = Field(
         None, description="Refines type: a TamperSubtype for tamper, a SceneChangeSubtype for scene_change, "
         "a HealthSubtype for health; null for every other type")

@@ -4,11 +4,12 @@ central receives (docs/central.md, "Snapshots").
 
 The consumer does not decode images. It walks the marker segments instead, which is
 enough to refuse what is not a plain baseline/progressive JPEG and, above all,
-anything that carries metadata: EXIF and XMP (APP1), comments (COM) and the other
-application segments (IPTC in APP13, ICC/FlashPix in APP2, …). Only APP0 (JFIF) and
-APP14 (Adobe colour transform), which encoders write to describe the pixels
-themselves, are allowed. Data after the end-of-image marker is refused too: it is
-where appended files hide.
+anything that could carry other data. A node strips its snapshots to the segments in
+`NODE_MARKERS` (the node's KEEP_MARKERS: frame and scan headers, tables, restart
+interval) and the centre accepts exactly those: every application segment (APP0
+thumbnails and text included, EXIF/XMP in APP1, ICC, IPTC, Adobe APP14), comments,
+and the JPGn extensions (FFF0-FFFD, FFC8) are refused. Data after the end-of-image
+marker is refused too: it is where appended files hide.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from collections.abc import Iterator
 CONTENT_TYPE = "image/jpeg"
 
 SOI, EOI, SOS = 0xD8, 0xD9, 0xDA
-ALLOWED_APP = frozenset({0xE0, 0xEE})  # APP0 JFIF, APP14 Adobe
 # Start-of-frame markers: C0-CF except DHT (C4), JPG (C8) and DAC (CC).
 SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+DQT, DHT, DAC, DNL, DRI = 0xDB, 0xC4, 0xCC, 0xDC, 0xDD
+# The segments a node's snapshot is made of (it strips all others), and all the centre accepts.
+NODE_MARKERS = frozenset({SOI, EOI, SOS, DQT, DHT, DAC, DRI, DNL} | SOF)
 # Markers without a length field.
 _STANDALONE = frozenset({SOI, EOI, 0x01} | set(range(0xD0, 0xD8)))
 # Never a segment of their own outside a scan: a stuffed zero, TEM and restart markers.
@@ -103,12 +106,15 @@ def _segment_name(marker: int) -> str:
         return f"APP{marker - 0xE0} (application metadata)"
     if marker == 0xFE:
         return "COM (comment)"
+    if 0xF0 <= marker <= 0xFD or marker == 0xC8:
+        return f"FF{marker:02X} (JPG extension)"
     return f"FF{marker:02X}"
 
 
 def check_jpeg(data: bytes, max_bytes: int) -> tuple[int, int]:
     """Raise JpegError unless `data` is a complete JPEG of at most `max_bytes` bytes
-    without metadata segments; returns (width, height) from its frame header.
+    made only of the segments a node writes (`NODE_MARKERS`); returns (width, height)
+    from its frame header.
 
     The segments are walked by the same parser that strips the node's snapshots
     (`jpeg_spans`); this only judges what it finds."""
@@ -125,9 +131,9 @@ def check_jpeg(data: bytes, max_bytes: int) -> tuple[int, int]:
         for marker, start, end in jpeg_spans(data):
             if marker in _UNEXPECTED or (marker == SOI and start != 0):
                 raise JpegError(f"corrupt JPEG: unexpected marker FF{marker:02X} at byte {start}")
-            if marker == 0xFE or (0xE0 <= marker <= 0xEF and marker not in ALLOWED_APP):
-                raise JpegError(f"metadata segment {_segment_name(marker)} at byte {start} is not allowed "
-                                "in a snapshot")
+            if marker not in NODE_MARKERS:
+                raise JpegError(f"segment {_segment_name(marker)} at byte {start} is not allowed in a snapshot: "
+                                "nodes write no such segment")
             if marker in SOF:
                 size = _frame_size(data, start, end)
             elif marker == SOS:
