@@ -43,6 +43,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError
 
 from vaktpost.broker.config import CentralConfig
+from vaktpost.broker.incidents.grouping import Grouper
+from vaktpost.broker.incidents.watch import HeartbeatWatch
 from vaktpost.broker.ingest.parse import Parsed, Rejected, Snapshot, ack_id, node_of, parse_message
 from vaktpost.broker.store import PurgeResult, Store, StoreTx, utcnow
 from vaktpost.contract.events import BaseEvent
@@ -117,6 +119,9 @@ class Consumer:
         self._worker: threading.Thread | None = None
         self._purger: threading.Thread | None = None
         self._client = self._make_client()
+        # Incidents: grouped in each batch's transaction, missed heartbeats on a timer.
+        self.incidents = Grouper(config.incidents)
+        self._heartbeat_watch = HeartbeatWatch(store, self.incidents, self._stop)
 
     # -- MQTT ---------------------------------------------------------------------
 
@@ -226,6 +231,7 @@ class Consumer:
         with self.store.begin() as tx:
             for m, p in items:
                 self._apply(tx, m, p, acks, counts)
+            self.incidents.record(tx.conn, [p for _, p in items])  # atomic with the events
         self.stats.add(**counts)
         for m, p in items:  # logged once committed, not on every retry
             if isinstance(p, Rejected):
@@ -361,6 +367,8 @@ class Consumer:
         # Its own thread: a purge of many rows must not hold up ingest.
         self._purger = threading.Thread(target=self._purge_loop, name="consumer-purge", daemon=True)
         self._purger.start()
+        self.incidents.started_at = utcnow()
+        self._heartbeat_watch.start()
         # connect_async + loop_start: paho keeps retrying until the broker answers.
         self._client.connect_async(m.host, m.port, keepalive=m.keepalive, clean_start=False, properties=props)
         self._client.loop_start()
@@ -375,6 +383,7 @@ class Consumer:
             if t is not None:
                 t.join(timeout)  # a running purge stops after its current chunk
         self._worker = self._purger = None
+        self._heartbeat_watch.join(timeout)
         self._client.disconnect()
         self._client.loop_stop()
         log.info("consumer stopped: %s", self.stats.snapshot())
