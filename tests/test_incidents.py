@@ -5,6 +5,9 @@ and the real consumer. Time is driven explicitly (`now=`), never slept."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -445,3 +448,33 @@ def test_incidents_config_defaults_and_errors() -> None:
     ]:
         with pytest.raises(ConfigError, match=message):
             parse_central({"incidents": doc})
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+def test_cli_lists_incidents_in_local_time(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'central.db'}"
+    store = Store(db)
+    store.create_all()
+    write_registry(store, parse_places(PLACES))
+    grouper = Grouper(IncidentsSection(), started_at=T0)
+    ingest(store, grouper, [event(0, end=5), event(3600, type="motion", zone=None, node="node-b", camera="park",
+                                                   end=3605)], now=at(3700))
+    service.resolve(store, incidents_of(store, type="motion")[0].id, "false_alarm", actor="anna")
+    store.close()
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "vaktpost.cli", "incidents", "--database", db, *args],
+                              capture_output=True, text=True, cwd=tmp_path,
+                              env={**os.environ, "COLUMNS": "200"})
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    everything = run()
+    assert "2026-03-02 22:14:00" in everything  # 21:14 UTC is 22:14 in Stockholm (CET)
+    assert "Ekbacken schoolyard" in everything and "Lindparken" in everything
+    assert "resolved (false_alarm)" in everything
+    only_open = run("--open")
+    assert "Ekbacken schoolyard" in only_open and "Lindparken" not in only_open
+    assert "Lindparken" not in run("--district", "Norrby")
