@@ -19,6 +19,7 @@ from pydantic import AfterValidator, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from vaktpost.broker.incidents.kinds import DEFAULT_PRIORITY, IncidentType, Priority
 from vaktpost.contract.config import (
     BrokerConnection,
     Duration,
@@ -167,6 +168,43 @@ class InboxSection(Strict):
         "at the nodes' default 30 s)",
     )
 
+class IncidentsSection(Strict):
+    """How the consumer groups events into incidents (docs/central.md, "Incidents")."""
+
+    gap: Duration = Field(
+        600.0, le=7 * DAY,
+        description="Events of the same place, camera and type (and zone, for people) join one incident "
+        "while each starts within this long of the incident's last event",
+    )
+    offline_after_heartbeats: int = Field(
+        3, ge=1, le=1000,
+        description="A node that misses this many heartbeat intervals gets a node_offline incident",
+    )
+    heartbeat_interval: Duration | None = Field(
+        None, le=DAY,
+        description="The nodes' heartbeat interval; null = learnt per node from consecutive heartbeats",
+    )
+    priority: dict[IncidentType, Priority] = Field(
+        default_factory=dict,
+        description="Priority (low, normal, high) per incident type; types not listed keep their default "
+        "(tamper, intrusion, node_offline high; motion low; others normal)",
+    )
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority_names(cls, v: Any) -> Any:
+        # Written by name in YAML (high), stored as the number that sorts.
+        if not isinstance(v, dict):
+            return v
+        names = ", ".join(Priority.__members__)
+        for k, p in v.items():
+            if not (isinstance(p, str) and p in Priority.__members__):
+                raise ValueError(f"{k}: priority must be one of {names}, got {p!r}")
+        return {k: Priority[p] for k, p in v.items()}
+
+    def priority_of(self, t: IncidentType) -> Priority:
+        return self.priority.get(t, DEFAULT_PRIORITY[t])
+
 
 class CentralConfig(Strict):
     database: str = Field(
@@ -182,6 +220,9 @@ class CentralConfig(Strict):
                                         description="How long the place log keeps snapshots, events and "
                                         "dead letters")
     inbox: InboxSection = Field(default_factory=InboxSection, description="The web inbox (docs/inbox.md)")
+    incidents: IncidentsSection = Field(default_factory=IncidentsSection,
+                                        description="Grouping events into incidents, node offline detection "
+                                        "and priorities")
 
     @field_validator("database")
     @classmethod

@@ -666,3 +666,9 @@ class Store:
         q = select(purge_log).order_by(purge_log.c.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
+
+
+# --- incidents (vaktpost.broker.incidents) -------------------------------------------
+# Their tables share `metadata`, so create_all() makes them wherever a Store is made.
+# Imported last: the module reads `metadata` and the column types defined above.
+from vaktpost.broker.incidents import tables as _incident_tables  # noqa: E402, F401

@@ -390,6 +390,43 @@ def events(
 
 
 @app.command()
+def incidents(
+    config: ConfigOpt = None, database: DbOpt = None,
+    open_: Annotated[bool, typer.Option("--open", help="Only open incidents (new or acknowledged)")] = False,
+    district: Annotated[str | None, typer.Option(help="District of the place")] = None,
+    place: Annotated[str | None, typer.Option(help="Place id")] = None,
+    type: Annotated[str | None, typer.Option("--type", help="Incident type, e.g. intrusion, node_offline")] = None,
+    limit: Annotated[int, typer.Option(help="Rows at most")] = 200,
+) -> None:
+    """Print incidents: open first, then highest priority, then newest (times in Europe/Stockholm)."""
+    from zoneinfo import ZoneInfo
+
+    from rich.table import Table
+
+    from vaktpost.broker.incidents.kinds import DISPLAY_TZ
+    from vaktpost.broker.incidents.service import list_incidents
+
+    cfg = _central_config(config, database)
+    tz = ZoneInfo(DISPLAY_TZ)
+    with _database(cfg.database, create=False) as store:
+        store.create_all()  # a place log from before incidents gains their tables
+        rows = list_incidents(store, district=district, place=place, type=type, open_only=open_, limit=limit)
+    table = Table(title=f"incidents ({len(rows)}; times in {DISPLAY_TZ})")
+    for col in ("#", "opened", "last", "state", "priority", "type", "place", "node/camera", "zone", "events",
+                "owner"):
+        table.add_column(col)
+    for i in rows:
+        table.add_row(*map(escape, (
+            str(i.id), i.opened_at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
+            i.last_event_at.astimezone(tz).strftime("%H:%M:%S"),
+            i.state.value + (f" ({i.outcome.value})" if i.outcome else ""), i.priority.name, i.type.value,
+            ", ".join(p.name for p in i.places) or "(unassigned)", f"{i.node_id}/{i.camera_id or '-'}",
+            i.zone or "", str(i.event_count), i.owner or "",
+        )))
+    out.print(table)
+
+
+@app.command()
 def demo(
     workdir: Annotated[Path | None, typer.Option(
         help="Keep the demo's files here (default: a temp dir, removed)")] = None,

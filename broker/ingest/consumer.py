@@ -48,6 +48,8 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from vaktpost.broker.config import CentralConfig
+from vaktpost.broker.incidents.grouping import Grouper
+from vaktpost.broker.incidents.watch import HeartbeatWatch
 from vaktpost.broker.ingest.parse import Parsed, Rejected, Snapshot, ack_id, node_of, parse_message
 from vaktpost.broker.store import PurgeResult, Store, StoreTx, utcnow
 from vaktpost.contract.events import BaseEvent
@@ -124,6 +126,9 @@ class Consumer:
         self._worker: threading.Thread | None = None
         self._purger: threading.Thread | None = None
         self._client = self._make_client()
+        # Incidents: grouped in each batch's transaction, missed heartbeats on a timer.
+        self.incidents = Grouper(config.incidents)
+        self._heartbeat_watch = HeartbeatWatch(store, self.incidents, self._stop)
 
     # -- MQTT ---------------------------------------------------------------------
 
@@ -251,6 +256,7 @@ class Consumer:
         with self.store.begin() as tx:
             for m, p in items:
                 self._apply(tx, m, p, acks, counts, clashes)
+            self.incidents.record(tx.conn, [p for _, p in items])  # atomic with the events
         self.stats.add(id_clashes=len(clashes), **counts)
         for clash in clashes:
             log.warning("%s", clash)
@@ -388,6 +394,8 @@ class Consumer:
         # Its own thread: a purge of many rows must not hold up ingest.
         self._purger = threading.Thread(target=self._purge_loop, name="consumer-purge", daemon=True)
         self._purger.start()
+        self.incidents.started_at = utcnow()
+        self._heartbeat_watch.start()
         # connect_async + loop_start: paho keeps retrying until the broker answers.
         self._client.connect_async(m.host, m.port, keepalive=m.keepalive, clean_start=False, properties=props)
         self._client.loop_start()
@@ -402,6 +410,7 @@ class Consumer:
             if t is not None:
                 t.join(timeout)  # a running purge stops after its current chunk
         self._worker = self._purger = None
+        self._heartbeat_watch.join(timeout)
         self._client.disconnect()
         self._client.loop_stop()
         log.info("consumer stopped: %s", self.stats.snapshot())
