@@ -57,6 +57,14 @@ CREATE TABLE IF NOT EXISTS dropped_events (
     event_id TEXT PRIMARY KEY,
     at       REAL NOT NULL
 );
+-- Events this node started and has not ended, with their last message: an acked row
+-- is gone from `outbox`, so only this table tells a restarted node what to end.
+CREATE TABLE IF NOT EXISTS open_events (
+    event_id TEXT PRIMARY KEY,
+    topic    TEXT NOT NULL,
+    payload  BLOB NOT NULL,
+    alive_at REAL NOT NULL  -- unix time on the camera's clock it was last known to go on
+);
 INSERT OR IGNORE INTO meta (key, value) VALUES
     ('event_seq', 0), ('row_seq', 0), ('dropped', 0), ('failed', 0), ('expired', 0);
 """
@@ -72,6 +80,17 @@ def event_of(row_id: str) -> str:
 
 class OutboxError(RuntimeError):
     """The outbox file cannot be opened or used."""
+
+
+@dataclass(frozen=True)
+class OpenEvent:
+    """An event the node started and has not ended: its last message and when it was
+    last known to go on."""
+
+    event_id: str
+    topic: str
+    payload: bytes
+    alive_at: float  # unix time
 
 
 @dataclass(frozen=True)
@@ -165,13 +184,21 @@ class Outbox:
 
     # -- writing -----------------------------------------------------------------
 
-    def put(self, event_id: str, topic: str, payload: bytes) -> bool:
+    def put(self, event_id: str, topic: str, payload: bytes, *, running: bool | None = None,
+            at: float | None = None) -> bool:
         """Store an event for sending. An existing `event_id` (the same event, a later
         state) gets the new topic and payload and is due again: the newest state is
         what gets sent. Returns False when the event was not stored (full with
-        drop_newest, or the file cannot be written)."""
+        drop_newest, or the file cannot be written).
+
+        `running` True: the message is of an event still going on; it is remembered,
+        in the same transaction, among the open events (`open_events`), known alive
+        at `at` (unix time, default now) until a message with `running` False (its
+        end) comes. None (snapshots): no change."""
         try:
             with self._lock, self._tx():
+                if running is not None:
+                    self._track_open(event_id, topic, bytes(payload), running, time.time() if at is None else at)
                 return self._put(event_id, topic, bytes(payload))
         except sqlite3.OperationalError as e:  # disk full, I/O error: keep the camera running
             with self._lock:
@@ -209,6 +236,35 @@ class Outbox:
                    "VALUES (?, ?, ?, ?, 'pending', ?)",
                    (event_id, self._bump("row_seq"), topic, payload, time.time()))
         return True
+
+    def _track_open(self, event_id: str, topic: str, payload: bytes, running: bool, at: float) -> None:
+        # Kept whether or not the outbox has room for the row: an earlier state of the
+        # event may have reached the centre, which then needs its end all the same.
+        if running:
+            self._db.execute("INSERT INTO open_events VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET "
+                             "topic = excluded.topic, payload = excluded.payload, "
+                             "alive_at = MAX(alive_at, excluded.alive_at)", (event_id, topic, payload, at))
+        else:
+            self._db.execute("DELETE FROM open_events WHERE event_id = ?", (event_id,))
+
+    def alive(self, topic: str, at: float) -> int:
+        """The open events published on `topic` (one camera's) are known to go on at
+        `at` (unix time on that camera's clock). Returns the events touched."""
+        with self._lock, self._tx():
+            return self._db.execute("UPDATE open_events SET alive_at = ? WHERE topic = ? AND alive_at < ?",
+                                    (at, topic, at)).rowcount
+
+    def open_events(self) -> list[OpenEvent]:
+        """The events started and not ended, oldest first: after a crash, what the node
+        must end (edge/node.py does at start)."""
+        with self._lock:
+            cur = self._db.execute("SELECT event_id, topic, payload, alive_at FROM open_events ORDER BY event_id")
+            return [OpenEvent(*r) for r in cur]
+
+    def forget_open(self, event_id: str) -> None:
+        """Drop an open event that cannot be ended (its message no longer parses)."""
+        with self._lock, self._tx():
+            self._db.execute("DELETE FROM open_events WHERE event_id = ?", (event_id,))
 
     def _count_drops(self, row_ids: Iterable[str]) -> None:
         """Count the events of these rows as dropped, each event once however many of its
