@@ -36,10 +36,11 @@ def utcnow() -> datetime:
 
 class Node:
     def __init__(self, config: NodeConfig):
+        """Raises OutboxError (the spool cannot be used) or ConfigError (a file the mqtt
+        section names cannot be read)."""
         self.config = config
         self.node_id = config.node.id
         s = config.spool
-        s.path.parent.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(s.path, s.max_events, s.when_full)
         self.publisher = Publisher(self.node_id, config.mqtt, self.outbox)
         self.meters = {c.id: FpsMeter() for c in config.cameras}

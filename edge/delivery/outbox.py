@@ -82,6 +82,18 @@ class OutboxError(RuntimeError):
     """The outbox file cannot be opened or used."""
 
 
+def _make_folder(path: Path) -> None:
+    """Create the folder of the outbox file `path`; OutboxError in one line if impossible."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise OutboxError(f"outbox {path}: {blocker} is a file, not a directory") from None
+        # No permission, a read-only file system.
+        raise OutboxError(f"outbox {path}: cannot create its folder: {e.strerror or e}") from None
+
+
 @dataclass(frozen=True)
 class OpenEvent:
     """An event the node started and has not ended: its last message and when it was
@@ -126,7 +138,9 @@ class Outbox:
         self._unsaved_drops: set[str] = set()  # events refused because the file could not be written
         self._last_drop_log: float | None = None
         self._drops_since_log = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise OutboxError(f"outbox {self.path}: is a directory, not a file")
+        _make_folder(self.path)
         try:
             self._db = self._open()
         except sqlite3.OperationalError as e:  # permissions, missing directory, locked
@@ -366,8 +380,9 @@ class Outbox:
         many seconds old; with `resend_max` too, the wait doubles with every attempt
         up to `resend_max`, so a consumer that is down for hours is not flooded."""
         now = time.time()
+        args: tuple[float, ...] = ()
         if resend_after is None:
-            where, args = "state != 'failed'", ()
+            where = "state != 'failed'"
         else:
             cap = resend_after if resend_max is None else max(resend_max, resend_after)
             where = ("state = 'pending' OR (state = 'sent' AND (last_sent_at IS NULL "
