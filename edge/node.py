@@ -34,6 +34,26 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def end_left_open(outbox: Outbox) -> list[Event]:
+    """End the events a previous run started and never ended (it was killed, or lost power):
+    each gets its `end`, restated from its last message, at the last time it was known to go
+    on, and is put in the outbox. Returns the ends put."""
+    ends = []
+    for left in outbox.open_events():
+        try:
+            last = Event.from_payload(left.payload)
+            end = restate(last, ended_at=max(last.started_at, datetime.fromtimestamp(left.alive_at, UTC)))
+        except ValueError as e:  # a message of an older format: nothing can end it
+            log.error("event %s left open by the previous run cannot be ended: %s", left.event_id, e)
+            outbox.forget_open(left.event_id)
+            continue
+        outbox.put(end.event_id, left.topic, end.to_payload(), running=False)
+        log.warning("event %s (%s) left open by the previous run: ended at %s, when it was last known to go on",
+                    end.event_id, end.type, end.ended_at)
+        ends.append(end)
+    return ends
+
+
 class Node:
     def __init__(self, config: NodeConfig):
         """Raises OutboxError (the spool cannot be used) or ConfigError (a file the mqtt
@@ -68,26 +88,6 @@ class Node:
         if stamp - self._alive_at.get(camera_id, float("-inf")) >= ALIVE_SECONDS:
             self._alive_at[camera_id] = stamp
             self.outbox.alive(Topic.events(self.node_id, camera_id), stamp)
-
-    def end_left_open(self) -> int:
-        """End the events a previous run started and never ended (it was killed, or lost
-        power): each gets its `end`, at the last time it was known to go on. Returns how many."""
-        ended = 0
-        for left in self.outbox.open_events():
-            try:
-                last = Event.from_payload(left.payload)
-                end = restate(last, ended_at=max(last.started_at, datetime.fromtimestamp(left.alive_at, UTC)))
-            except ValueError as e:  # a message of an older format: nothing can end it
-                log.error("event %s left open by the previous run cannot be ended: %s", left.event_id, e)
-                self.outbox.forget_open(left.event_id)
-                continue
-            self.outbox.put(end.event_id, left.topic, end.to_payload(), running=False)
-            log.warning("event %s (%s) left open by the previous run: ended at %s, when it was last known to go on",
-                        end.event_id, end.type, end.ended_at)
-            ended += 1
-        if ended:
-            self.publisher.notify()
-        return ended
 
     def _health(self, camera_id: str, subtype: str, at: datetime, *, lasting: bool = False) -> Event:
         return health_event(self.node_id, camera_id, subtype, self.outbox.next_seq, at, lasting=lasting)
@@ -193,7 +193,7 @@ class Node:
         """Run until `stop` is set or every (file) source has ended."""
         stop = stop or self._stop
         cameras_stop = threading.Event()  # ours: `stop` may be shared with other nodes
-        self.end_left_open()  # before any camera starts: its events are all of the previous run
+        end_left_open(self.outbox)  # before any camera starts: what is open now is the previous run's
         self.publisher.start()
         threads = [threading.Thread(target=self._run_camera, args=(c, cameras_stop), name=f"camera-{c.id}",
                                     daemon=True)
