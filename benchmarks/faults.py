@@ -55,7 +55,8 @@ CAMERAS = ("cam1", "cam2", "cam3", "cam4")
 FAULTS = ("kill_broker", "kill_consumer", "kill_node", "cut_database")
 QUICK_SECONDS = 35.0
 FULL_SECONDS = 300.0
-SETTLE_TIMEOUT = 120.0  # after the last fault, everything must be stored within this
+SETTLE_TIMEOUT = 45.0  # after the last fault, everything must be stored within this
+RESTART_SECONDS = 1.0  # a consumer that exited by itself is started again after this, as systemd would
 RESEND_AFTER, RESEND_MAX = 2.0, 8.0  # short: the benchmark measures recovery, not patience
 
 
@@ -114,7 +115,7 @@ def run_node(args: dict[str, Any]) -> int:
     now = datetime.now(UTC)
     for c, lc in lifecycles.items():
         emit(c, lc.finish(), now)
-    deadline = time.monotonic() + SETTLE_TIMEOUT
+    deadline = time.monotonic() + args["drain_seconds"]
     while outbox.depth() and time.monotonic() < deadline:
         time.sleep(0.05)
     save_counters()
@@ -157,6 +158,10 @@ class Rig:
     consumer: subprocess.Popen[bytes] | None = None
     node: subprocess.Popen[str] | None = None
     node_runs: int = 0
+    consumer_exits: int = 0  # times the consumer stopped by itself (e.g. no database at its start)
+    consumer_wanted: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _closing: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self.broker = LocalBroker.create(self.work / "broker", [NODE])
@@ -167,7 +172,41 @@ class Rig:
                      "password": self.broker.password(consumer_account), "reconnect_max_seconds": 1},
         }))
 
+    def supervise(self) -> None:
+        """Restart a consumer that exited by itself, like systemd's Restart=on-failure: it stops
+        when its database is away at start (docs/central.md)."""
+        exited_at: float | None = None
+        while not self._closing.wait(0.2):
+            with self._lock:
+                if not self.consumer_wanted or self.consumer is None or self.consumer.poll() is None:
+                    exited_at = None
+                    continue
+                if exited_at is None:
+                    exited_at = time.monotonic()
+                    self.consumer_exits += 1
+                elif time.monotonic() - exited_at >= RESTART_SECONDS:
+                    self._start_consumer()
+                    exited_at = None
+
     def start_consumer(self) -> None:
+        with self._lock:
+            self.consumer_wanted = True
+            self._start_consumer()
+
+    def kill_consumer(self) -> None:
+        with self._lock:
+            self.consumer_wanted = False
+            self.kill(self.consumer)
+
+    def stop_consumer(self) -> None:
+        """SIGTERM: the consumer finishes its batch and leaves."""
+        with self._lock:
+            self.consumer_wanted = False
+            if self.consumer is not None and self.consumer.poll() is None:
+                self.consumer.send_signal(signal.SIGTERM)
+                self.consumer.wait(30)
+
+    def _start_consumer(self) -> None:
         with open(self.work / "consumer.log", "ab") as log:
             self.consumer = subprocess.Popen(
                 [sys.executable, "-m", "vaktpost.broker.service", "--config", str(self.work / "central.yaml"),
@@ -179,7 +218,7 @@ class Rig:
         self.node_runs += 1
         args = {"outbox": str(self.work / "outbox.db"), "journal": str(self.work / "journal.jsonl"),
                 "counters": str(self.work / f"counters-{self.node_runs}.json"),
-                "seed": self.seed * 1000 + self.node_runs,
+                "seed": self.seed * 1000 + self.node_runs, "drain_seconds": SETTLE_TIMEOUT,
                 "mqtt": {"host": self.broker.host, "port": self.broker.port, "username": NODE,
                          "password": self.broker.password(NODE)}}
         with open(self.work / "node.log", "ab") as log:
@@ -193,6 +232,9 @@ class Rig:
             proc.wait()
 
     def close(self) -> None:
+        self._closing.set()
+        with self._lock:
+            self.consumer_wanted = False
         for proc in (self.node, self.consumer):
             self.kill(proc)
         if self.node is not None and self.node.stdout is not None:
@@ -277,6 +319,8 @@ def run_once(kind: str, url: str, seed: int, duration: float, work: Path) -> dic
     rig = Rig(work, url, seed)
     cut = DatabaseCut(url)
     done: list[dict[str, Any]] = []
+    supervisor = threading.Thread(target=rig.supervise, daemon=True)
+    supervisor.start()
     try:
         rig.start_consumer()
         rig.start_node()
@@ -288,7 +332,7 @@ def run_once(kind: str, url: str, seed: int, duration: float, work: Path) -> dic
                 time.sleep(f.length)
                 rig.broker.start()
             elif f.kind == "kill_consumer":
-                rig.kill(rig.consumer)
+                rig.kill_consumer()
                 time.sleep(f.length)
                 rig.start_consumer()
             elif f.kind == "kill_node":
@@ -301,24 +345,23 @@ def run_once(kind: str, url: str, seed: int, duration: float, work: Path) -> dic
         time.sleep(max(0.0, t0 + duration - time.monotonic()))
         # The last fault has healed: stop the stream cleanly and time until all is stored.
         healed = time.monotonic()
-        assert rig.node is not None and rig.node.stdout is not None
+        assert rig.node is not None
         rig.node.send_signal(signal.SIGTERM)
-        said = rig.node.stdout.readline().strip()
-        rig.node.wait(30)
-        deadline = time.monotonic() + SETTLE_TIMEOUT
+        said = rig.node.communicate(timeout=SETTLE_TIMEOUT + 15)[0].strip()
+        deadline = healed + SETTLE_TIMEOUT + 15
         while not settled(work, url) and time.monotonic() < deadline:
             time.sleep(0.2)
         recovery = time.monotonic() - healed
-        if rig.consumer is not None:
-            rig.consumer.send_signal(signal.SIGTERM)
-            rig.consumer.wait(30)
+        rig.stop_consumer()
     finally:
         rig.close()
+        supervisor.join()
     counters = [json.loads(p.read_text()) for p in work.glob("counters-*.json")]
     result = {"database": kind, **compare(journal_of(work / "journal.jsonl"), place_log(url)),
               "resends": sum(c.get("resent", 0) for c in counters),
               "published": sum(c.get("published", 0) for c in counters),
-              "node_runs": rig.node_runs, "node_drained": said == "drained", "recovery_s": round(recovery, 2),
+              "node_runs": rig.node_runs, "consumer_exits": rig.consumer_exits,
+              "node_drained": said == "drained", "recovery_s": round(recovery, 2),
               "faults": {k: sum(1 for d in done if d["kind"] == k) for k in FAULTS}, "fault_log": done}
     return result
 

@@ -15,13 +15,23 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_quick_fault_injection_loses_nothing(broker_factory, pg_server_url: str) -> None:
+@pytest.mark.timeout(420)
+def test_quick_fault_injection_loses_nothing(broker_factory, pg_server_url: str, tmp_path: Path) -> None:
     # broker_factory: skips without Mosquitto, like every test that needs one (the suite starts its own).
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "faults.py"), "--quick",
-                          "--pg-url", pg_server_url], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    seed = run.stderr.splitlines()[0] if run.stderr else "(no seed printed)"
-    assert run.returncode in (0, 1), run.stderr
-    result = json.loads(run.stdout)
+    err = tmp_path / "faults.err"
+    with open(err, "w") as stderr:
+        proc = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "faults.py"), "--quick",
+                                 "--pg-url", pg_server_url], stdout=subprocess.PIPE, stderr=stderr, text=True,
+                                cwd=ROOT)
+        try:
+            out, _ = proc.communicate(timeout=360)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail(f"faults.py --quick did not finish in 360 s:\n{err.read_text()[-3000:]}")
+    seed = err.read_text().splitlines()[0] if err.read_text() else "(no seed printed)"
+    assert proc.returncode in (0, 1), err.read_text()[-3000:]
+    result = json.loads(out)
     assert [r["database"] for r in result["runs"]] == ["sqlite", "postgresql"], result["skipped"]
     for r in result["runs"]:
         summary = {k: r[k] for k in ("lost", "not_final", "duplicate_rows", "open_events_left")}

@@ -6,12 +6,12 @@ periodically, so an event is forgotten here only when the consumer says it is
 committed (an `Ack` on the node's acks topic), never on the broker's PUBACK.
 
 One SQLite file in WAL mode holds the rows, the node's event sequence counter and
-the drop/failure/expiry counters, and the events the node started and has not ended
-(`open_events`, for a restart after a crash; docs/delivery.md). A row is a message awaiting the consumer's ack:
-an event, or the snapshot of one (row id `<event_id>/snapshot`,
-`vaktpost.contract.topics.snapshot_row_id`); `expire` bounds how long either may wait. One
-connection guarded by one lock serves the pipeline threads (put, next_seq) and
-the MQTT threads (pending, mark_*, ack).
+the drop/failure/expiry counters, and the events the node started and has not
+ended (`open_events`, for a restart after a crash; docs/delivery.md). A row is a
+message awaiting the consumer's ack: an event, or the snapshot of one (row id
+`<event_id>/snapshot`, `vaktpost.contract.topics.snapshot_row_id`); `expire`
+bounds how long either may wait. One connection guarded by one lock serves the
+pipeline threads (put, next_seq) and the MQTT threads (pending, mark_*, ack).
 """
 
 from __future__ import annotations
