@@ -394,6 +394,8 @@ def main(argv: list[str] | None = None) -> int:
                     "VAKTPOST_TEST_PG_URL; without either, PostgreSQL is skipped)")
     ap.add_argument("--only", choices=["sqlite", "postgresql"], help="run on one database only")
     args = ap.parse_args(argv)
+    # SIGTERM (a test's timeout) unwinds like an error: every process and database it made goes.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
     duration = args.duration or (QUICK_SECONDS if args.quick else FULL_SECONDS)
     print(f"faults: seed {seed} (replay: --seed {seed}), {duration:.0f} s of faults per database", file=sys.stderr)

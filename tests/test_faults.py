@@ -26,8 +26,12 @@ def test_quick_fault_injection_loses_nothing(broker_factory, pg_server_url: str,
         try:
             out, _ = proc.communicate(timeout=360)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
+            proc.terminate()  # it stops its broker, consumer and node, and drops its database
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
             pytest.fail(f"faults.py --quick did not finish in 360 s:\n{err.read_text()[-3000:]}")
     seed = err.read_text().splitlines()[0] if err.read_text() else "(no seed printed)"
     assert proc.returncode in (0, 1), err.read_text()[-3000:]
