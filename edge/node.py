@@ -25,32 +25,69 @@ from vaktpost.edge.pipeline import CameraPipeline
 
 log = logging.getLogger(__name__)
 
+# How often (on a camera's clock) the outbox learns that the camera's open events go on:
+# a node killed mid-event ends them at its next start at the last such time.
+ALIVE_SECONDS = 5.0
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def end_left_open(outbox: Outbox) -> list[Event]:
+    """End the events a previous run started and never ended (it was killed, or lost power):
+    each gets its `end`, restated from its last message, at the last time it was known to go
+    on, and is put in the outbox. Returns the ends put."""
+    ends = []
+    for left in outbox.open_events():
+        try:
+            last = Event.from_payload(left.payload)
+            end = restate(last, ended_at=max(last.started_at, datetime.fromtimestamp(left.alive_at, UTC)))
+        except ValueError as e:  # a message of an older format: nothing can end it
+            log.error("event %s left open by the previous run cannot be ended: %s", left.event_id, e)
+            outbox.forget_open(left.event_id)
+            continue
+        outbox.put(end.event_id, left.topic, end.to_payload(), running=False)
+        log.warning("event %s (%s) left open by the previous run: ended at %s, when it was last known to go on",
+                    end.event_id, end.type, end.ended_at)
+        ends.append(end)
+    return ends
+
+
 class Node:
     def __init__(self, config: NodeConfig):
+        """Raises OutboxError (the spool cannot be used) or ConfigError (a file the mqtt
+        section names cannot be read)."""
         self.config = config
         self.node_id = config.node.id
         s = config.spool
-        s.path.parent.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(s.path, s.max_events, s.when_full)
         self.publisher = Publisher(self.node_id, config.mqtt, self.outbox)
         self.meters = {c.id: FpsMeter() for c in config.cameras}
+        self._alive_at: dict[str, float] = {}
         self._stop = threading.Event()
 
     # -- events -------------------------------------------------------------
-    def emit(self, camera_id: str, updates: list[Update] | list[Event]) -> None:
+    def emit(self, camera_id: str, updates: list[Update] | list[Event], at: datetime | None = None) -> None:
+        """Put the messages in the outbox; `at`: the camera's time of the observation
+        (default now), when a running event was last known to go on."""
+        stamp = (at or utcnow()).timestamp()
         for u in updates:
             ev = u.event if isinstance(u, Update) else u
             if isinstance(u, Update) and u.snapshot is not None:
                 # Only the pipeline's anonymised JPEG ever takes this path (edge/pipeline.py).
                 self.outbox.put(f"{ev.event_id}/snapshot", Topic.snapshots(self.node_id, ev.event_id), u.snapshot)
-            self.outbox.put(ev.event_id, Topic.events(self.node_id, camera_id), ev.to_payload())
+            self.outbox.put(ev.event_id, Topic.events(self.node_id, camera_id), ev.to_payload(),
+                            running=ev.ended_at is None, at=stamp)
         if updates:
             self.publisher.notify()
+
+    def _alive(self, camera_id: str, t: datetime) -> None:
+        """The camera's running events go on at `t`: told to the outbox every ALIVE_SECONDS."""
+        stamp = t.timestamp()
+        if stamp - self._alive_at.get(camera_id, float("-inf")) >= ALIVE_SECONDS:
+            self._alive_at[camera_id] = stamp
+            self.outbox.alive(Topic.events(self.node_id, camera_id), stamp)
 
     def _health(self, camera_id: str, subtype: str, at: datetime, *, lasting: bool = False) -> Event:
         return health_event(self.node_id, camera_id, subtype, self.outbox.next_seq, at, lasting=lasting)
@@ -88,8 +125,10 @@ class Node:
                 if image is None:
                     continue
                 meter.frame()
+                at = t0 + timedelta(seconds=t)
                 try:
-                    self.emit(cam.id, pipeline.process(image, t0 + timedelta(seconds=t)))
+                    self.emit(cam.id, pipeline.process(image, at), at)
+                    self._alive(cam.id, at)
                 except Exception:  # one bad frame must not stop the camera
                     log.exception("camera %s: frame %d could not be analysed", cam.id, index)
         except SourceError as e:
@@ -113,11 +152,12 @@ class Node:
                     if source.ended.is_set():
                         log.info("camera %s: %s ended", cam.id, describe(cam.source))
                         break
-                    self.emit(cam.id, pipeline.idle(now))
+                    self.emit(cam.id, pipeline.idle(now), now)
                     if lost is None and time.monotonic() - last_frame_at >= cam.lost_after_seconds:
                         lost = self._health(cam.id, "camera_lost", now, lasting=True)
                         log.error("camera %s: no frames for %.0f s", cam.id, cam.lost_after_seconds)
-                        self.emit(cam.id, [lost])
+                        self.emit(cam.id, [lost], now)
+                    self._alive(cam.id, now)
                     continue
                 if lost is not None:
                     self.emit(cam.id, [restate(lost, ended_at=now)])
@@ -127,7 +167,8 @@ class Node:
                 last_number = frame.number
                 last_frame_at = time.monotonic()
                 try:
-                    self.emit(cam.id, pipeline.process(frame.image, now))
+                    self.emit(cam.id, pipeline.process(frame.image, now), now)
+                    self._alive(cam.id, now)
                 except Exception:  # one bad frame must not stop the camera
                     log.exception("camera %s: frame %d could not be analysed", cam.id, frame.number)
                 # Hold the processing rate; frames arriving meanwhile are dropped.
@@ -152,6 +193,7 @@ class Node:
         """Run until `stop` is set or every (file) source has ended."""
         stop = stop or self._stop
         cameras_stop = threading.Event()  # ours: `stop` may be shared with other nodes
+        end_left_open(self.outbox)  # before any camera starts: what is open now is the previous run's
         self.publisher.start()
         threads = [threading.Thread(target=self._run_camera, args=(c, cameras_stop), name=f"camera-{c.id}",
                                     daemon=True)

@@ -77,9 +77,9 @@ def _stop_on_signals() -> threading.Event:
 @config_app.command("check")
 def config_check(file: Path) -> None:
     """Validate a node config and the files it names; errors name the key and the problem."""
-    from vaktpost.edge.config import missing_files
+    from vaktpost.edge.config import missing_files, spool_problems
     cfg = _node_config(file)
-    if missing := missing_files(cfg):
+    if missing := missing_files(cfg) + spool_problems(cfg):
         raise _fail(f"{file}:\n" + "\n".join(missing))
     out.print(escape(f"{file}: OK — node {cfg.node.id}, {len(cfg.cameras)} camera(s): "
                      + ", ".join(f"{c.id} ({len(c.zones)} zones)" for c in cfg.cameras)))
@@ -97,8 +97,15 @@ def node_run(config: Annotated[Path, typer.Option("--config", "-c", help="Node Y
              verbose: bool = False) -> None:
     """Run the node: cameras → analysis → outbox → MQTT, until Ctrl-C."""
     _logging(verbose)
+    from vaktpost.contract.config import ConfigError
+    from vaktpost.edge.delivery.outbox import OutboxError
     from vaktpost.edge.node import Node
-    Node(_node_config(config)).run(_stop_on_signals())
+    cfg = _node_config(config)
+    try:
+        node = Node(cfg)
+    except (ConfigError, OutboxError) as e:
+        raise _fail(str(e)) from None
+    node.run(_stop_on_signals())
 
 
 @app.command()
@@ -291,14 +298,14 @@ def central(ctx: typer.Context,
     _logging(verbose)
     from sqlalchemy.exc import SQLAlchemyError
 
-    from vaktpost.broker.service import run_central
+    from vaktpost.broker.service import StartError, db_reason, run_central
     from vaktpost.contract.config import ConfigError
     try:
         run_central(config)
-    except ConfigError as e:
+    except (ConfigError, StartError) as e:
         raise _fail(str(e)) from None
-    except SQLAlchemyError as e:  # the place log cannot be prepared (e.g. PostgreSQL unreachable)
-        raise _fail(f"database: {str(getattr(e, 'orig', None) or e).strip().splitlines()[0]}") from None
+    except SQLAlchemyError as e:  # e.g. importing the places file hit a database error
+        raise _fail(f"database: {db_reason(e)}") from None
 
 
 @central_app.command("retire")

@@ -10,6 +10,7 @@ side, so a config works the same whatever directory the node starts in.
 
 from __future__ import annotations
 
+import os
 from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Literal
@@ -249,6 +250,23 @@ def missing_files(cfg: NodeConfig) -> list[str]:
         if path is not None and not path.is_file():
             found.append(f"{key}: {path}: no such file")
     return found
+
+
+def spool_problems(cfg: NodeConfig) -> list[str]:
+    """What can be known about spool.path without opening it: a directory in its place,
+    a file where a folder of it should be, a folder the node may not write in."""
+    path = cfg.spool.path
+    if path.is_dir():
+        return [f"spool.path: {path}: is a directory (name the outbox file in it)"]
+    for parent in path.parents:  # the nearest one that exists holds what the node must create
+        if parent.exists():
+            if not parent.is_dir():
+                return [f"spool.path: {parent}: not a directory"]
+            target = path if path.exists() else parent
+            if not os.access(target, os.W_OK | (0 if target is path else os.X_OK)):
+                return [f"spool.path: {target}: not writable by this user"]
+            break
+    return []
 
 
 def load(path: str | Path) -> NodeConfig:

@@ -6,11 +6,12 @@ periodically, so an event is forgotten here only when the consumer says it is
 committed (an `Ack` on the node's acks topic), never on the broker's PUBACK.
 
 One SQLite file in WAL mode holds the rows, the node's event sequence counter and
-the drop/failure/expiry counters. A row is a message awaiting the consumer's ack:
-an event, or the snapshot of one (row id `<event_id>/snapshot`,
-`vaktpost.contract.topics.snapshot_row_id`); `expire` bounds how long either may wait. One
-connection guarded by one lock serves the pipeline threads (put, next_seq) and
-the MQTT threads (pending, mark_*, ack).
+the drop/failure/expiry counters, and the events the node started and has not
+ended (`open_events`, for a restart after a crash; docs/delivery.md). A row is a
+message awaiting the consumer's ack: an event, or the snapshot of one (row id
+`<event_id>/snapshot`, `vaktpost.contract.topics.snapshot_row_id`); `expire`
+bounds how long either may wait. One connection guarded by one lock serves the
+pipeline threads (put, next_seq) and the MQTT threads (pending, mark_*, ack).
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ CREATE TABLE IF NOT EXISTS dropped_events (
     event_id TEXT PRIMARY KEY,
     at       REAL NOT NULL
 );
+-- Events this node started and has not ended, with their last message: an acked row
+-- is gone from `outbox`, so only this table tells a restarted node what to end.
+CREATE TABLE IF NOT EXISTS open_events (
+    event_id TEXT PRIMARY KEY,
+    topic    TEXT NOT NULL,
+    payload  BLOB NOT NULL,
+    alive_at REAL NOT NULL  -- unix time on the camera's clock it was last known to go on
+);
 INSERT OR IGNORE INTO meta (key, value) VALUES
     ('event_seq', 0), ('row_seq', 0), ('dropped', 0), ('failed', 0), ('expired', 0);
 """
@@ -72,6 +81,29 @@ def event_of(row_id: str) -> str:
 
 class OutboxError(RuntimeError):
     """The outbox file cannot be opened or used."""
+
+
+def _make_folder(path: Path) -> None:
+    """Create the folder of the outbox file `path`; OutboxError in one line if impossible."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise OutboxError(f"outbox {path}: {blocker} is a file, not a directory") from None
+        # No permission, a read-only file system.
+        raise OutboxError(f"outbox {path}: cannot create its folder: {e.strerror or e}") from None
+
+
+@dataclass(frozen=True)
+class OpenEvent:
+    """An event the node started and has not ended: its last message and when it was
+    last known to go on."""
+
+    event_id: str
+    topic: str
+    payload: bytes
+    alive_at: float  # unix time
 
 
 @dataclass(frozen=True)
@@ -107,7 +139,9 @@ class Outbox:
         self._unsaved_drops: set[str] = set()  # events refused because the file could not be written
         self._last_drop_log: float | None = None
         self._drops_since_log = 0
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.is_dir():
+            raise OutboxError(f"outbox {self.path}: is a directory, not a file")
+        _make_folder(self.path)
         try:
             self._db = self._open()
         except sqlite3.OperationalError as e:  # permissions, missing directory, locked
@@ -165,13 +199,21 @@ class Outbox:
 
     # -- writing -----------------------------------------------------------------
 
-    def put(self, event_id: str, topic: str, payload: bytes) -> bool:
+    def put(self, event_id: str, topic: str, payload: bytes, *, running: bool | None = None,
+            at: float | None = None) -> bool:
         """Store an event for sending. An existing `event_id` (the same event, a later
         state) gets the new topic and payload and is due again: the newest state is
         what gets sent. Returns False when the event was not stored (full with
-        drop_newest, or the file cannot be written)."""
+        drop_newest, or the file cannot be written).
+
+        `running` True: the message is of an event still going on; it is remembered,
+        in the same transaction, among the open events (`open_events`), known alive
+        at `at` (unix time, default now) until a message with `running` False (its
+        end) comes. None (snapshots): no change."""
         try:
             with self._lock, self._tx():
+                if running is not None:
+                    self._track_open(event_id, topic, bytes(payload), running, time.time() if at is None else at)
                 return self._put(event_id, topic, bytes(payload))
         except sqlite3.OperationalError as e:  # disk full, I/O error: keep the camera running
             with self._lock:
@@ -209,6 +251,35 @@ class Outbox:
                    "VALUES (?, ?, ?, ?, 'pending', ?)",
                    (event_id, self._bump("row_seq"), topic, payload, time.time()))
         return True
+
+    def _track_open(self, event_id: str, topic: str, payload: bytes, running: bool, at: float) -> None:
+        # Kept whether or not the outbox has room for the row: an earlier state of the
+        # event may have reached the centre, which then needs its end all the same.
+        if running:
+            self._db.execute("INSERT INTO open_events VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO UPDATE SET "
+                             "topic = excluded.topic, payload = excluded.payload, "
+                             "alive_at = MAX(alive_at, excluded.alive_at)", (event_id, topic, payload, at))
+        else:
+            self._db.execute("DELETE FROM open_events WHERE event_id = ?", (event_id,))
+
+    def alive(self, topic: str, at: float) -> int:
+        """The open events published on `topic` (one camera's) are known to go on at
+        `at` (unix time on that camera's clock). Returns the events touched."""
+        with self._lock, self._tx():
+            return self._db.execute("UPDATE open_events SET alive_at = ? WHERE topic = ? AND alive_at < ?",
+                                    (at, topic, at)).rowcount
+
+    def open_events(self) -> list[OpenEvent]:
+        """The events started and not ended, oldest first: after a crash, what the node
+        must end (edge/node.py does at start)."""
+        with self._lock:
+            cur = self._db.execute("SELECT event_id, topic, payload, alive_at FROM open_events ORDER BY event_id")
+            return [OpenEvent(*r) for r in cur]
+
+    def forget_open(self, event_id: str) -> None:
+        """Drop an open event that cannot be ended (its message no longer parses)."""
+        with self._lock, self._tx():
+            self._db.execute("DELETE FROM open_events WHERE event_id = ?", (event_id,))
 
     def _count_drops(self, row_ids: Iterable[str]) -> None:
         """Count the events of these rows as dropped, each event once however many of its

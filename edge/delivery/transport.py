@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
+from vaktpost.contract.config import ConfigError
 from vaktpost.contract.messages import Ack, Heartbeat, Status
 from vaktpost.contract.topics import Topic
 from vaktpost.edge.config import MqttSection
@@ -114,8 +115,12 @@ class Publisher:
         self._client.username_pw_set(self.username, mqtt_config.resolved_password())
         if mqtt_config.tls is not None:
             t = mqtt_config.tls
-            self._client.tls_set(ca_certs=str(t.ca_file), certfile=str(t.cert_file) if t.cert_file else None,
-                                 keyfile=str(t.key_file) if t.key_file else None)
+            try:
+                self._client.tls_set(ca_certs=str(t.ca_file), certfile=str(t.cert_file) if t.cert_file else None,
+                                     keyfile=str(t.key_file) if t.key_file else None)
+            except (OSError, ValueError) as e:  # ssl.SSLError is an OSError: a missing or unreadable file
+                files = ", ".join(str(f) for f in (t.ca_file, t.cert_file, t.key_file) if f)
+                raise ConfigError(f"mqtt.tls: cannot load {files}: {e}") from None
         # The broker publishes this if we vanish without a clean disconnect.
         self._client.will_set(self.status_topic, self._status_payload("offline", stamp=False), qos=1, retain=True)
         self._client.reconnect_delay_set(1, 30)
