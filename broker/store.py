@@ -66,6 +66,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.schema import CreateColumn
 from sqlalchemy.sql.base import ReadOnlyColumnCollection
 from sqlalchemy.sql.elements import ColumnElement
@@ -82,6 +83,11 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 # Rows deleted per transaction by purge(): short transactions let the consumer's
 # batches in between (SQLite has one writer at a time).
 PURGE_CHUNK = 500
+
+
+# What any failure of the place log's database raises: callers outside the central side
+# (the CLI) catch this name and need not know the database library.
+DatabaseError = SQLAlchemyError
 
 
 def utcnow() -> datetime:

@@ -254,9 +254,7 @@ def _central_config(path: Path | None, database: str | None):
 def _database(url: str, *, create: bool) -> Iterator[Store]:
     """The place log at `url`, closed afterwards; any database failure is one line. Without
     `create` a missing SQLite file is an error (and is not created: SQLite would)."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from vaktpost.broker.store import Store, display_url, sqlite_file
+    from vaktpost.broker.store import DatabaseError, Store, display_url, sqlite_file
     path = sqlite_file(url)
     if not create and path is not None and not path.is_file():
         raise _fail(f"no place log at {path.resolve()}: give --config CENTRAL.yaml or --database URL "
@@ -269,7 +267,7 @@ def _database(url: str, *, create: bool) -> Iterator[Store]:
         if create:
             store.create_all()
         yield store
-    except SQLAlchemyError as e:
+    except DatabaseError as e:
         reason = str(getattr(e, "orig", None) or e).strip().splitlines()[0]
         raise _fail(f"database {display_url(url)}: {reason}") from None
     finally:
@@ -296,15 +294,14 @@ def central(ctx: typer.Context,
     if config is None:
         raise _fail("give --config CENTRAL.yaml")
     _logging(verbose)
-    from sqlalchemy.exc import SQLAlchemyError
-
     from vaktpost.broker.service import StartError, db_reason, run_central
+    from vaktpost.broker.store import DatabaseError
     from vaktpost.contract.config import ConfigError
     try:
         run_central(config)
     except (ConfigError, StartError) as e:
         raise _fail(str(e)) from None
-    except SQLAlchemyError as e:  # e.g. importing the places file hit a database error
+    except DatabaseError as e:  # e.g. importing the places file hit a database error
         raise _fail(f"database: {db_reason(e)}") from None
 
 
@@ -453,9 +450,8 @@ def inbox(config: Annotated[Path, typer.Option("--config", "-c", help="Central Y
           verbose: bool = False) -> None:
     """Serve the web inbox over the place log, until Ctrl-C."""
     _logging(verbose)
-    from sqlalchemy.exc import SQLAlchemyError
-
     from vaktpost.broker.inbox.server import serve
+    from vaktpost.broker.store import DatabaseError
     from vaktpost.contract.config import ConfigError
     cfg = _central_config(config, None)
     try:
@@ -465,7 +461,7 @@ def inbox(config: Annotated[Path, typer.Option("--config", "-c", help="Central Y
     except OSError as e:  # the address is taken or not ours
         raise _fail(f"inbox: cannot listen on {host or cfg.inbox.host}:{cfg.inbox.port if port is None else port}: "
                     f"{e.strerror or e}") from None
-    except SQLAlchemyError as e:
+    except DatabaseError as e:
         raise _fail(f"database: {str(getattr(e, 'orig', None) or e).strip().splitlines()[0]}") from None
 
 
