@@ -24,6 +24,7 @@ from vaktpost.edge.analysis.scene_change import (
     view_sharpness,
 )
 from vaktpost.edge.config.scene_change import SceneChangeSettings
+from vaktpost.edge.geometry import Box
 from vaktpost.scenes import Figure, Scene, render_frame
 
 FPS = 5.0
@@ -37,7 +38,6 @@ _rng = np.random.default_rng(11)
 NOISE = [(_rng.standard_normal((H, W, 3)) * 3.0).astype(np.float32) for _ in range(8)]
 BASE = render_frame(Scene(width=W, height=H, seed=7, noise_sigma=0.0), 0.0).astype(np.float32)
 
-Box = tuple[float, float, float, float]
 Paint = Callable[[np.ndarray], None]
 
 

@@ -34,7 +34,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
-Box = tuple[float, float, float, float]
+from vaktpost.edge.geometry import Box
+
 Color = tuple[int, int, int]  # BGR
 FigureKind = Literal["drawn", "astronaut", "cameraman"]
 PHOTO_KINDS: tuple[FigureKind, ...] = ("astronaut", "cameraman")

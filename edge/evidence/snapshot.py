@@ -22,7 +22,7 @@ wrote, so the picture is unchanged.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import cv2
 import numpy as np
@@ -30,10 +30,8 @@ from pydantic import Field
 
 from vaktpost.contract.jpeg import EOI, SOF, SOI, SOS, jpeg_spans
 from vaktpost.edge.config.snapshot import SnapshotSettings
+from vaktpost.edge.evidence.anonymise import Anonymiser
 from vaktpost.edge.geometry import Box
-
-if TYPE_CHECKING:
-    from vaktpost.edge.evidence.anonymise import Anonymiser
 
 Channel = Annotated[int, Field(ge=0, le=255)]
 
