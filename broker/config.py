@@ -26,6 +26,7 @@ from vaktpost.contract.config import (
     Strict,
     TimeZoneName,
     read_yaml,
+    rebase,
     validate,
 )
 
@@ -234,10 +235,6 @@ class CentralConfig(Strict):
         return v
 
 
-def _rebase(path: Path | None, base: Path) -> Path | None:
-    return None if path is None or path.is_absolute() else base / path
-
-
 def _rebase_sqlite(url: str, base: Path) -> str:
     """`sqlite:///rel.db` → absolute path under `base`; other URLs unchanged."""
     u = make_url(url)
@@ -250,20 +247,13 @@ def _rebase_sqlite(url: str, base: Path) -> str:
 
 def resolve_paths(cfg: CentralConfig, base: Path) -> CentralConfig:
     """Make relative paths in `cfg` relative to `base` (the config file's directory)."""
-    mqtt = cfg.mqtt
-    updates: dict[str, object] = {}
-    if p := _rebase(mqtt.password_file, base):
-        updates["password_file"] = p
-    if mqtt.tls is not None:
-        tls = {k: _rebase(getattr(mqtt.tls, k), base) for k in ("ca_file", "cert_file", "key_file")}
-        updates["tls"] = mqtt.tls.model_copy(update={k: v for k, v in tls.items() if v is not None})
     return cfg.model_copy(
         update={
-            "inbox": cfg.inbox.model_copy(update={"secret_key_file": _rebase(cfg.inbox.secret_key_file, base)
+            "inbox": cfg.inbox.model_copy(update={"secret_key_file": rebase(cfg.inbox.secret_key_file, base)
                                                   or cfg.inbox.secret_key_file}),
             "database": _rebase_sqlite(cfg.database, base),
-            "mqtt": mqtt.model_copy(update=updates),
-            "places_file": _rebase(cfg.places_file, base) or cfg.places_file,
+            "mqtt": cfg.mqtt.rebased(base),
+            "places_file": rebase(cfg.places_file, base) or cfg.places_file,
         }
     )
 

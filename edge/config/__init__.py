@@ -26,6 +26,7 @@ from vaktpost.contract.config import (
     Strict,
     TimeZoneName,
     read_yaml,
+    rebase,
     validate,
 )
 from vaktpost.edge.config.detectors import DetectorSettings
@@ -213,27 +214,16 @@ def parse(data: object, *, source: str = "config") -> NodeConfig:
     return validate(NodeConfig, data, source)
 
 
-def _rebase(path: Path | None, base: Path) -> Path | None:
-    return None if path is None or path.is_absolute() else base / path
-
-
 def resolve_paths(cfg: NodeConfig, base: Path) -> NodeConfig:
     """Make relative paths in `cfg` relative to `base` (the config file's directory)."""
-    mqtt = cfg.mqtt
-    updates: dict[str, object] = {}
-    if p := _rebase(mqtt.password_file, base):
-        updates["password_file"] = p
-    if mqtt.tls is not None:
-        tls = {k: _rebase(getattr(mqtt.tls, k), base) for k in ("ca_file", "cert_file", "key_file")}
-        updates["tls"] = mqtt.tls.model_copy(update={k: v for k, v in tls.items() if v is not None})
     cameras = []
     for cam in cfg.cameras:
         f = source_file(cam.source)
-        rebased = _rebase(f, base) if f is not None else None
+        rebased = rebase(f, base) if f is not None else None
         cameras.append(cam.model_copy(update={"source": str(rebased)}) if rebased else cam)
     return cfg.model_copy(update={
-        "mqtt": mqtt.model_copy(update=updates),
-        "spool": cfg.spool.model_copy(update={"path": _rebase(cfg.spool.path, base) or cfg.spool.path}),
+        "mqtt": cfg.mqtt.rebased(base),
+        "spool": cfg.spool.model_copy(update={"path": rebase(cfg.spool.path, base) or cfg.spool.path}),
         "cameras": cameras,
     })
 

@@ -9,7 +9,7 @@ durations, and how to reach the broker.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import Annotated, Self, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -65,6 +65,11 @@ def parse_duration(v: object) -> object:
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(gt=0)]
 
 
+def rebase(path: Path | None, base: Path) -> Path | None:
+    """`path` under `base` when it is relative; None when there is no path or it is absolute."""
+    return None if path is None or path.is_absolute() else base / path
+
+
 class TlsSection(Strict):
     ca_file: Path = Field(description="CA certificate that signed the broker's certificate")
     cert_file: Path | None = Field(None, description="Client certificate (optional)")
@@ -86,6 +91,17 @@ class BrokerConnection(Strict):
         if self.password is not None and self.password_file is not None:
             raise ValueError("give password or password_file, not both")
         return self
+
+    def rebased(self, base: Path) -> Self:
+        """This connection with its relative file paths (password, TLS) taken from `base`,
+        the config file's directory, so a config reads the same from any working directory."""
+        updates: dict[str, object] = {}
+        if p := rebase(self.password_file, base):
+            updates["password_file"] = p
+        if self.tls is not None:
+            tls = {k: rebase(getattr(self.tls, k), base) for k in ("ca_file", "cert_file", "key_file")}
+            updates["tls"] = self.tls.model_copy(update={k: v for k, v in tls.items() if v is not None})
+        return self.model_copy(update=updates)
 
     def resolved_password(self) -> str | None:
         if self.password_file is not None:
