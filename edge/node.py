@@ -11,7 +11,7 @@ from pathlib import Path
 
 from vaktpost.contract.events import Event
 from vaktpost.contract.messages import Heartbeat
-from vaktpost.contract.topics import Topic
+from vaktpost.contract.topics import Topic, snapshot_row_id
 from vaktpost.edge.capture.sources import LatestFrame, SourceError, describe, sampled_frames
 from vaktpost.edge.config import Camera, NodeConfig, source_file
 from vaktpost.edge.delivery.outbox import Outbox
@@ -76,7 +76,7 @@ class Node:
             ev = u.event if isinstance(u, Update) else u
             if isinstance(u, Update) and u.snapshot is not None:
                 # Only the pipeline's anonymised JPEG ever takes this path (edge/pipeline.py).
-                self.outbox.put(f"{ev.event_id}/snapshot", Topic.snapshots(self.node_id, ev.event_id), u.snapshot)
+                self.outbox.put(snapshot_row_id(ev.event_id), Topic.snapshots(self.node_id, ev.event_id), u.snapshot)
             self.outbox.put(ev.event_id, Topic.events(self.node_id, camera_id), ev.to_payload(),
                             running=ev.ended_at is None, at=stamp)
         if updates:

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from vaktpost.contract.topics import SNAPSHOT_ROW_SUFFIX
+
 log = logging.getLogger(__name__)
 
 State = Literal["pending", "sent", "failed"]
@@ -75,8 +77,8 @@ _COLUMNS = "event_id, seq, topic, payload, state, attempts, created_at, last_sen
 
 
 def event_of(row_id: str) -> str:
-    """The event a row belongs to: an event's own row, or its snapshot's (`<event_id>/snapshot`)."""
-    return row_id.partition("/")[0]
+    """The event a row belongs to: an event's own row, or its snapshot's (`snapshot_row_id`)."""
+    return row_id.removesuffix(SNAPSHOT_ROW_SUFFIX)
 
 
 class OutboxError(RuntimeError):
@@ -217,8 +219,9 @@ class Outbox:
                 return self._put(event_id, topic, bytes(payload))
         except sqlite3.OperationalError as e:  # disk full, I/O error: keep the camera running
             with self._lock:
-                new = event_of(event_id) not in self._unsaved_drops
-                self._unsaved_drops.add(event_of(event_id))
+                event = event_of(event_id)
+                new = event not in self._unsaved_drops
+                self._unsaved_drops.add(event)
             if new:
                 log.error("outbox %s: cannot store event %s: %s", self.path, event_id, e)
             return False
