@@ -19,11 +19,13 @@ import uvicorn
 import yaml
 from mqtt_harness import wait_until
 
-from vaktpost.broker.config import load_central
+from vaktpost.broker.config import IncidentsSection, load_central
+from vaktpost.broker.incidents.grouping import Grouper
 from vaktpost.broker.inbox.accounts import Accounts
 from vaktpost.broker.inbox.server import bind, build_app, uvicorn_config
 from vaktpost.broker.places import parse_places, write_registry
-from vaktpost.broker.store import Store
+from vaktpost.broker.store import Store, default_topic
+from vaktpost.contract.events import Event, uuid7
 from vaktpost.contract.messages import Heartbeat, Status
 
 PASSWORD = "rätt-lösenord-1"
@@ -101,3 +103,21 @@ def start_inbox(tmp_path: Path, **inbox: object) -> Iterator[Inbox]:
         thread.join(timeout=10)
         sock.close()
         store.close()
+
+
+def file_event(store: Store, *, node: str = "node-a", camera: str = "gard", type: str = "intrusion",
+               zone: str | None = "gard", started: datetime | None = None, snapshot: bytes | None = None) -> Event:
+    """Store one ended event as the consumer does (grouped into an incident, with its
+    snapshot if given)."""
+    start = started or datetime.now(UTC) - timedelta(minutes=5)
+    ev = Event(event_id=uuid7(int(start.timestamp() * 1000)), seq=1, node_id=node, camera_id=camera, type=type,
+               zone=zone if type in ("intrusion", "loitering") else None, started_at=start,
+               ended_at=start + timedelta(seconds=20), confidence=0.9, phase="end",
+               snapshot="attached" if snapshot else "none")
+    now = datetime.now(UTC)
+    with store.begin() as tx:
+        tx.insert_event(ev, topic=default_topic(ev), received_at=now)
+        if snapshot:
+            tx.insert_snapshot(ev.event_id, node, snapshot, received_at=now)
+        Grouper(IncidentsSection()).record(tx.conn, [ev], now)
+    return ev

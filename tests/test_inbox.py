@@ -60,7 +60,7 @@ class Client:
         headers: dict[str, list[str]] = {}
         for k, v in resp.headers.items():
             headers.setdefault(k.lower(), []).append(v)
-        return resp.status, headers, resp.read().decode()
+        return resp.status, headers, resp.read().decode(errors="replace")  # a JPEG too
 
     def csrf(self, path: str = "/login") -> str:
         _, _, body = self.request("GET", path)

@@ -17,6 +17,7 @@ CSRF_COOKIE = "vaktpost_csrf"
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+REFUSED = "CSRF token missing or invalid"  # the 403 detail the error page recognises
 
 
 def new_nonce() -> str:
