@@ -20,9 +20,9 @@ import yaml
 from mqtt_harness import wait_until
 
 from vaktpost.broker.config import IncidentsSection, load_central
-from vaktpost.broker.incidents.grouping import Grouper
 from vaktpost.broker.inbox.accounts import Accounts
 from vaktpost.broker.inbox.server import bind, build_app, uvicorn_config
+from vaktpost.broker.incidents.grouping import Grouper
 from vaktpost.broker.places import parse_places, write_registry
 from vaktpost.broker.store import Store, default_topic
 from vaktpost.contract.events import Event, uuid7
