@@ -112,6 +112,12 @@ class RetentionSection(Strict):
         description="Delete events this long after they started (their snapshots with them), and dead letters "
         "this long after they were received",
     )
+    incidents: KeepPeriod = Field(
+        3 * 365 * DAY,
+        description="Delete a resolved incident, with its history (audit rows), this long after it was "
+        "resolved; audit rows of no incident go at the same age. Open incidents are kept. The default keeps "
+        "two years and the same period a year earlier for the situational picture",
+    )
     purge_interval: Duration = Field(
         DAY, le=365 * DAY, description="The consumer purges at start and then at this interval"
     )
@@ -132,6 +138,10 @@ class RetentionSection(Strict):
     @property
     def events_age(self) -> timedelta:
         return timedelta(seconds=self.events)
+
+    @property
+    def incidents_age(self) -> timedelta:
+        return timedelta(seconds=self.incidents)
 
 
 class InboxSection(Strict):

@@ -15,6 +15,7 @@ from pathlib import Path
 from sqlalchemy.exc import SQLAlchemyError
 
 from vaktpost.broker.config import CentralConfig, load_central
+from vaktpost.broker.incidents import retention
 from vaktpost.broker.ingest.consumer import Consumer
 from vaktpost.broker.places import import_places
 from vaktpost.broker.store import PurgeResult, Store, display_url, sqlite_file, utcnow
@@ -100,8 +101,7 @@ def run_purge(config: CentralConfig | str | Path, now: datetime | None = None) -
     store = Store(cfg.database)
     try:
         store.create_all()
-        r = cfg.retention
-        return store.purge(now or utcnow(), r.snapshots_age, r.events_age)
+        return retention.purge(store, cfg.retention, now or utcnow())
     finally:
         store.close()
 

@@ -231,11 +231,12 @@ _REKEYED = (events, snapshots)
 
 @dataclass(frozen=True)
 class PurgeResult:
-    """Rows one Store.purge() deleted."""
+    """Rows one retention purge deleted (`incidents`: by `incidents.retention.purge`)."""
 
     snapshots: int
     events: int
     dead_letters: int
+    incidents: int = 0
 
 
 def normalise_url(url: str) -> str:

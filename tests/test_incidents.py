@@ -16,10 +16,10 @@ import pytest
 from mqtt_harness import Broker, running_central, wait_until
 
 from vaktpost.broker.config import CentralConfig, IncidentsSection, parse_central
-from vaktpost.broker.incidents import service
+from vaktpost.broker.incidents import retention, service
 from vaktpost.broker.incidents.grouping import Grouper, group_key
 from vaktpost.broker.incidents.kinds import Action, IncidentType, Outcome, Priority, State
-from vaktpost.broker.incidents.tables import incident_events
+from vaktpost.broker.incidents.tables import audit_log, incident_events
 from vaktpost.broker.places import parse_places, write_registry
 from vaktpost.broker.store import Store, default_topic
 from vaktpost.contract.config import ConfigError
@@ -480,3 +480,28 @@ def test_cli_lists_incidents_in_local_time(tmp_path: Path) -> None:
     only_open = run("--open")
     assert "Ekbacken schoolyard" in only_open and "Lindparken" not in only_open
     assert "Lindparken" not in run("--district", "Norrby")
+
+
+# --- retention -----------------------------------------------------------------------
+
+
+def test_resolved_incidents_are_deleted_with_their_history_after_the_retention(store: Store, grouper: Grouper
+                                                                                ) -> None:
+    ingest(store, grouper, phases(event(0), 20), now=at(30))
+    ingest(store, grouper, phases(event(3600, camera="door", zone=None, type="motion"), 3620), now=at(3630))
+    old, kept = sorted(incidents_of(store), key=lambda i: i.id)
+    service.comment(store, old.id, "Kollat", actor="anna", now=at(40))
+    service.resolve(store, old.id, "false_alarm", actor="anna", now=at(60))
+    service.log_snapshot_viewed(store, "no-such-event", node_id="node-a", actor="anna", now=at(70))
+    retention_cfg = parse_central({"database": "sqlite://", "retention": {"incidents": "30d"}}).retention
+
+    result = retention.purge(store, retention_cfg, at(60) + timedelta(days=30, seconds=-1))
+    assert result.incidents == 0 and len(incidents_of(store)) == 2
+    result = retention.purge(store, retention_cfg, at(70) + timedelta(days=30, seconds=1))
+    assert result.incidents == 1
+    assert [i.id for i in incidents_of(store)] == [kept.id], "the open incident stays, however old"
+    with store.engine.connect() as conn:
+        assert {r.incident_id for r in conn.execute(audit_log.select())} == {kept.id}
+        assert {r.incident_id for r in conn.execute(incident_events.select())} == {kept.id}
+    with pytest.raises(service.IncidentNotFound):
+        service.get_incident(store, old.id)

@@ -326,12 +326,13 @@ def central_retire(config: Annotated[Path, typer.Option("--config", "-c", help="
 
 @app.command()
 def purge(config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")]) -> None:
-    """Apply the central retention now: delete old snapshots, events and dead letters, log it."""
+    """Apply the central retention now: delete old snapshots, events, dead letters and resolved incidents."""
     from vaktpost.broker.service import run_purge
     cfg = _central_config(config, None)
     with _database(cfg.database, create=False):  # a place log that is not there has nothing to purge
         result = run_purge(cfg)
-    out.print(f"purged {result.snapshots} snapshots, {result.events} events, {result.dead_letters} dead letters")
+    out.print(f"purged {result.snapshots} snapshots, {result.events} events, {result.dead_letters} dead letters, "
+              f"{result.incidents} resolved incidents")
 
 
 @places_app.command("import")

@@ -48,6 +48,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
 from vaktpost.broker.config import CentralConfig
+from vaktpost.broker.incidents import retention
 from vaktpost.broker.incidents.grouping import Grouper
 from vaktpost.broker.incidents.watch import HeartbeatWatch
 from vaktpost.broker.ingest.parse import Parsed, Rejected, Snapshot, ack_id, node_of, parse_message
@@ -361,8 +362,7 @@ class Consumer:
     # -- retention ------------------------------------------------------------------
 
     def purge_once(self, now: datetime | None = None) -> PurgeResult:
-        r = self.config.retention
-        return self.store.purge(now or utcnow(), r.snapshots_age, r.events_age, cancel=self._stop.is_set)
+        return retention.purge(self.store, self.config.retention, now or utcnow(), cancel=self._stop.is_set)
 
     def _purge_loop(self) -> None:
         interval = self.config.retention.purge_interval
