@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaktpost.broker.config import InboxSection
-from vaktpost.broker.inbox import csrf, incidents_pages
+from vaktpost.broker.inbox import admin_pages, csrf, incidents_pages
 from vaktpost.broker.inbox.accounts import Account, Accounts
 from vaktpost.broker.inbox.auth import Authenticator, LocalPasswordAuthenticator, PasswordAuthenticator
 from vaktpost.broker.inbox.health import camera_health, current_cameras
@@ -62,6 +62,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
                             settings, secret, clock)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(incidents_pages.router)
+    app.include_router(admin_pages.router)
 
     @app.middleware("http")
     async def per_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -85,7 +85,9 @@ def _environment(lang: str, translations: NullTranslations, zone: ZoneInfo) -> E
     actions = {"opened": gettext("opened the incident"), "acknowledged": gettext("acknowledged the incident"),
                "resolved": gettext("resolved the incident"), "auto_closed": gettext("closed it automatically"),
                "reopened": gettext("reopened the incident"), "assigned": gettext("set the owner"),
-               "commented": gettext("commented"), "snapshot_viewed": gettext("viewed a snapshot")}
+               "commented": gettext("commented"), "snapshot_viewed": gettext("viewed a snapshot"),
+               "user_added": gettext("added the user"), "user_removed": gettext("removed the user"),
+               "places_imported": gettext("imported the places register")}
     env.globals["label"] = env.globals["role_label"] = env.globals["state_label"] = env.globals["kind_label"] = \
         lambda value: labels.get(str(value), str(value))
     env.globals["action_label"] = lambda value: actions.get(str(value), str(value))

@@ -80,3 +80,7 @@ class Action(StrEnum):
     assigned = "assigned"
     commented = "commented"
     snapshot_viewed = "snapshot_viewed"
+    # an admin's changes, from the inbox's pages
+    user_added = "user_added"
+    user_removed = "user_removed"
+    places_imported = "places_imported"

@@ -167,11 +167,15 @@ def _get(conn: Connection, incident_id: int) -> Incident:
     return _incident(r, _places_of(conn, [incident_id]).get(incident_id, []))
 
 
+def _audit_entry(r: Any) -> AuditEntry:
+    return AuditEntry(id=r["id"], at=r["at"], actor=r["actor"], client=r["client"], action=Action(r["action"]),
+                      incident_id=r["incident_id"], event_id=r["event_id"], detail=r["detail"])
+
+
 def _audit_rows(conn: Connection, incident_id: int) -> list[AuditEntry]:
     a = audit_log.c
     rows = conn.execute(select(audit_log).where(a.incident_id == incident_id).order_by(a.id)).mappings()
-    return [AuditEntry(id=r["id"], at=r["at"], actor=r["actor"], client=r["client"], action=Action(r["action"]),
-                       incident_id=r["incident_id"], event_id=r["event_id"], detail=r["detail"]) for r in rows]
+    return [_audit_entry(r) for r in rows]
 
 
 def get_incident(store: Store, incident_id: int) -> IncidentDetail:
@@ -288,6 +292,23 @@ def comment(store: Store, incident_id: int, text: str, *, actor: str, client: st
              text=text)
         tx.conn.execute(update(incidents).where(incidents.c.id == incident_id).values(updated_at=at))
         return _audit_rows(tx.conn, incident_id)[-1]
+
+
+def log_admin_change(store: Store, action: Action, *, actor: str, client: str | None = None,
+                     now: datetime | None = None, **detail: Any) -> None:
+    """Record an admin's change of users, tokens or places (an audit row of no incident)."""
+    at = as_utc(now) if now else utcnow()
+    with store.begin() as tx:
+        _log(tx.conn, at=at, actor=_actor(actor), client=client, action=action, **detail)
+
+
+def admin_changes(store: Store, limit: int = 50) -> list[AuditEntry]:
+    """The latest audit rows of no incident, newest first."""
+    a = audit_log.c
+    q = select(audit_log).where(a.incident_id.is_(None), a.action != Action.snapshot_viewed.value)
+    with store.engine.connect() as conn:
+        rows = conn.execute(q.order_by(a.id.desc()).limit(limit)).mappings()
+        return [_audit_entry(r) for r in rows]
 
 
 def log_snapshot_viewed(store: Store, event_id: str, *, node_id: str, actor: str, client: str | None = None,
