@@ -26,7 +26,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaktpost.broker.config import InboxSection
-from vaktpost.broker.inbox import csrf
+from vaktpost.broker.inbox import api, csrf
 from vaktpost.broker.inbox.accounts import Account, Accounts
 from vaktpost.broker.inbox.auth import Authenticator, LocalPasswordAuthenticator, PasswordAuthenticator
 from vaktpost.broker.inbox.health import camera_health, current_cameras
@@ -123,7 +123,9 @@ def current_account(request: Request) -> Account:
 
 async def csrf_guard(request: Request) -> None:
     """Refuse (403) a state-changing request without a valid CSRF token."""
-    if request.method in csrf.SAFE_METHODS:
+    # The API authenticates by bearer token only and ignores cookies: another site cannot
+    # make a browser send the token, so there is nothing to forge.
+    if request.method in csrf.SAFE_METHODS or api.is_api_path(request.url.path):
         return
     token = request.headers.get(csrf.CSRF_HEADER)
     if token is None and request.headers.get("content-type", "").startswith(
@@ -156,6 +158,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     app.state.inbox = Inbox(store, accounts, authenticator or LocalPasswordAuthenticator(accounts),
                             settings, secret, clock)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    api.include_api(app, store)
 
     @app.middleware("http")
     async def per_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -185,6 +188,8 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if api.is_api_path(request.url.path):
+            return api.error_response(exc)
         messages = {403: tr(request, "Refused: the form had expired. Reload the page and try again."),
                     404: tr(request, "Not found")}
         message = messages.get(exc.status_code, str(exc.detail))
