@@ -29,7 +29,7 @@ transactions so that ingest keeps going on SQLite, whose writers take turns.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -576,7 +576,7 @@ class Store:
 
     def query_events(
         self,
-        place: str | None = None,
+        place: str | Collection[str] | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
         type: str | None = None,
@@ -584,8 +584,8 @@ class Store:
         limit: int = 100,
     ) -> list[dict[str, Any]]:
         """Newest first, with the place's name and `has_snapshot` (a snapshot of the
-        event is stored). `since`/`until` bound started_at (since inclusive, until
-        exclusive); naive times are taken as UTC."""
+        event is stored). `place` is one place id or several (any of them); `since`/`until`
+        bound started_at (since inclusive, until exclusive); naive times are taken as UTC."""
         e = events.c
         q = (
             select(e.event_id, e.seq, e.node_id, e.camera_id, e.place_id, places.c.name.label("place_name"),
@@ -598,8 +598,10 @@ class Store:
             .order_by(e.started_at.desc(), e.event_id.desc())
             .limit(limit)
         )
-        if place is not None:
+        if isinstance(place, str):
             q = q.where(e.place_id == place)
+        elif place is not None:
+            q = q.where(e.place_id.in_(list(place)))
         if since is not None:
             q = q.where(e.started_at >= since)
         if until is not None:

@@ -38,6 +38,8 @@ privacy_app = typer.Typer(help="What a node sends, for a DPIA.", no_args_is_help
 app.add_typer(privacy_app, name="privacy")
 users_app = typer.Typer(help="Accounts of the web inbox (docs/inbox.md).", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+tokens_app = typer.Typer(help="Tokens of the inbox's JSON API (docs/inbox.md, \"API\").", no_args_is_help=True)
+app.add_typer(tokens_app, name="tokens")
 
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, greppable
 out = Console()
@@ -529,6 +531,80 @@ def users_remove(name: str, config: ConfigOpt = None, database: DbOpt = None) ->
         except AccountError as e:
             raise _fail(str(e)) from None
     out.print(escape(f"removed {name}"), highlight=False)
+
+
+@tokens_app.command("add")
+def tokens_add(
+    name: Annotated[str, typer.Argument(help="Token name: the client program, e.g. larmcentral")],
+    config: ConfigOpt = None, database: DbOpt = None,
+    role: Annotated[str, typer.Option(help="admin, operator or viewer")] = "viewer",
+    district: Annotated[list[str] | None, typer.Option(
+        "--district", help="District the token sees (repeat; required for operator and viewer)")] = None,
+) -> None:
+    """Make an API token and print it once (it is stored only hashed)."""
+    from vaktpost.broker.inbox.accounts import AccountError
+    from vaktpost.broker.inbox.tokens import Tokens, check_new_token
+    from vaktpost.broker.store import utcnow
+    cfg = _central_config(config, database)
+    districts = district or []
+    try:
+        check_new_token(name, role, districts)
+    except AccountError as e:
+        raise _fail(str(e)) from None
+    with _database(cfg.database, create=True) as store:
+        tokens = Tokens(store.engine)
+        tokens.create_tables()
+        try:
+            token = tokens.add(name, role, districts, now=utcnow())
+        except AccountError as e:
+            raise _fail(str(e)) from None
+    sys.stdout.write(token + "\n")
+    scope = "all districts" if role == "admin" else ", ".join(sorted(set(districts)))
+    err.print(escape(f"token {name} ({role}, {scope}): shown only this once; clients send it as "
+                     "'Authorization: Bearer TOKEN'"), highlight=False)
+
+
+@tokens_app.command("list")
+def tokens_list(config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """List API tokens: name, role, districts, created, last used (times in Europe/Stockholm)."""
+    from zoneinfo import ZoneInfo
+
+    from vaktpost.broker.inbox.tokens import Tokens
+    from vaktpost.broker.incidents.kinds import DISPLAY_TZ
+    cfg = _central_config(config, database)
+    tz = ZoneInfo(DISPLAY_TZ)
+    with _database(cfg.database, create=True) as store:
+        tokens = Tokens(store.engine)
+        tokens.create_tables()
+        for t in tokens.list():
+            districts = "all districts" if t.role == "admin" else ", ".join(sorted(t.districts))
+            used = t.last_used_at.astimezone(tz).strftime("%Y-%m-%d %H:%M") if t.last_used_at else "never"
+            # Plain text, one line per token (rich would wrap long lines).
+            sys.stdout.write(f"{t.name}\t{t.role}\t{districts}\tcreated {t.created_at.astimezone(tz):%Y-%m-%d %H:%M}"
+                             f"\tlast used {used}\n")
+
+
+@tokens_app.command("remove")
+def tokens_remove(name: str, config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Remove an API token: clients using it are refused from the next request on."""
+    from vaktpost.broker.inbox.accounts import AccountError
+    from vaktpost.broker.inbox.tokens import Tokens
+    cfg = _central_config(config, database)
+    with _database(cfg.database, create=True) as store:
+        tokens = Tokens(store.engine)
+        tokens.create_tables()
+        try:
+            tokens.remove(name)
+        except AccountError as e:
+            raise _fail(str(e)) from None
+    out.print(escape(f"removed token {name}"), highlight=False)
+
+
+@app.command()
+def openapi() -> None:
+    """Print the OpenAPI document of the inbox's JSON API (kept in docs/openapi.json)."""
+    from vaktpost.broker.inbox.api import openapi_document
+    sys.stdout.write(json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n")
 
 
 # Libraries of the optional extras (pyproject.toml), by import name: a node-only install

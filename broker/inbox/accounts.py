@@ -69,16 +69,25 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def check_new_user(name: str, role: str, districts: list[str], password: str) -> None:
-    """The rules for a new account; AccountError naming the first one broken."""
+def check_name(name: str, what: str = "user name") -> None:
     if not name or len(name) > _NAME_MAX or not name.isprintable() or name.strip() != name:
-        raise AccountError(f"user name must be 1-{_NAME_MAX} printable characters without surrounding spaces")
+        raise AccountError(f"{what} must be 1-{_NAME_MAX} printable characters without surrounding spaces")
+
+
+def check_scope(role: str, districts: list[str]) -> None:
+    """The role and districts rules, shared by users and API tokens."""
     if role not in ROLES:
         raise AccountError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if role == "admin" and districts:
         raise AccountError("an admin sees every district: give no --district")
     if role != "admin" and not districts:
         raise AccountError(f"an {role} sees only their districts: give at least one --district")
+
+
+def check_new_user(name: str, role: str, districts: list[str], password: str) -> None:
+    """The rules for a new account; AccountError naming the first one broken."""
+    check_name(name)
+    check_scope(role, districts)
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountError(f"password must have at least {MIN_PASSWORD_LENGTH} characters")
 

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaktpost.broker.config import InboxSection
-from vaktpost.broker.inbox import admin_pages, csrf, incidents_pages
+from vaktpost.broker.inbox import admin_pages, api, csrf, incidents_pages
 from vaktpost.broker.inbox.accounts import Account, Accounts
 from vaktpost.broker.inbox.auth import Authenticator, LocalPasswordAuthenticator, PasswordAuthenticator
 from vaktpost.broker.inbox.health import camera_health, current_cameras
@@ -36,6 +36,7 @@ from vaktpost.broker.inbox.web import (
     csrf_guard,
     current_account,
     inbox_of,
+    is_api_path,
     render,
     secure,
     tr,
@@ -63,6 +64,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(incidents_pages.router)
     app.include_router(admin_pages.router)
+    api.include_api(app, store)
 
     @app.middleware("http")
     async def per_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -92,6 +94,8 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if is_api_path(request.url.path):
+            return api.error_response(exc)
         if exc.detail == csrf.REFUSED:
             message = tr(request, "Refused: the form had expired. Reload the page and try again.")
         else:
