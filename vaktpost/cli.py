@@ -436,12 +436,21 @@ def incidents(
 @app.command()
 def demo(
     workdir: Annotated[Path | None, typer.Option(
-        help="Keep the demo's files here (default: a temp dir, removed)")] = None,
+        help="Keep the demo's files here, central.yaml among them (default: a temp dir, removed)")] = None,
     nodes: Annotated[int, typer.Option(min=1, max=2, help="Number of camera nodes")] = 2,
+    serve: Annotated[bool, typer.Option(
+        "--serve/--no-serve", help="Then serve the inbox with a demo login until Ctrl-C")] = True,
+    host: Annotated[str, typer.Option(help="The inbox's listen address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="The inbox's port, 0 = a free one")] = 0,
 ) -> None:
-    """Mosquitto + nodes over generated scenes + central consumer, then a per-place summary."""
-    from vaktpost.demo import run_demo
-    raise typer.Exit(run_demo(workdir, nodes=nodes, console=out))
+    """Mosquitto + nodes over generated scenes + central consumer, a per-place summary, then the
+    inbox over it (a demo login is printed) until Ctrl-C."""
+    from vaktpost.demo import DemoError, InboxListen, run_demo
+    try:
+        code = run_demo(workdir, nodes=nodes, console=out, serve=InboxListen(host, port) if serve else None)
+    except DemoError as e:
+        raise _fail(str(e)) from None
+    raise typer.Exit(code)
 
 
 # -- inbox -------------------------------------------------------------------

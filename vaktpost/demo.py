@@ -1,22 +1,33 @@
 """`vaktpost demo`: the whole spine on one machine, cleaned up afterwards.
 
 A local Mosquitto on a free port (configured by `broker init`), one or two nodes
-playing generated scenes as cameras, the central consumer on SQLite, and at the end
-a per-place summary of what was logged.
+playing generated scenes as cameras, the central consumer on SQLite grouping the
+events into incidents, a per-place summary of what was logged, and then (unless
+told not to) the web inbox over it all with a demo login, until Ctrl-C.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
 import signal
+import socket
 import tempfile
 import threading
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from vaktpost.broker.config import CentralConfig
+    from vaktpost.broker.mosquitto import Credentials
+    from vaktpost.broker.store import Store
 
 # Each node plays one labelled scenario clip (vaktpost/scenarios.py) as its camera:
 # node-a sees two people cross its yard (intrusion), node-b someone paint a tag on a
@@ -55,8 +66,111 @@ def _node_config(node_id: str, camera_id: str, video: Path, port: int, password:
     }
 
 
-def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = None) -> int:
-    from vaktpost.broker.config import CentralConfig
+DEMO_USER = "demo"
+
+
+class DemoError(Exception):
+    """The demo cannot run as asked; the message says why in one line."""
+
+
+@dataclass(frozen=True)
+class InboxListen:
+    """Where the demo serves the inbox once the nodes are done (port 0: a free one)."""
+
+    host: str = "127.0.0.1"
+    port: int = 0
+
+
+def _write_private(path: Path, text: str) -> None:
+    # Created 0600, so the secret is never readable by others, not even for a moment.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its mode otherwise
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+
+
+def _write_central(work: Path, port: int, creds: Credentials) -> Path:
+    """DIR/central.yaml (paths relative to DIR, so `vaktpost users add --config` and
+    `vaktpost inbox --config` work on it afterwards) and the inbox's secret key."""
+    _write_private(work / "inbox.key", secrets.token_urlsafe(48) + "\n")
+    cfg = {
+        "database": "sqlite:///central.db",
+        "places_file": "places.yaml",
+        "mqtt": {"host": "127.0.0.1", "port": port, "username": creds.consumer.username,
+                 "password": creds.consumer.password},
+        "inbox": {"secret_key_file": "inbox.key"},
+    }
+    path = work / "central.yaml"
+    _write_private(path, yaml.safe_dump(cfg, sort_keys=False))  # it holds the consumer's password
+    return path
+
+
+def _demo_login(store: Store) -> str:
+    """The demo admin account with a new password (returned) each run."""
+    from vaktpost.broker.inbox.accounts import Accounts
+    from vaktpost.broker.store import utcnow
+    accounts = Accounts(store.engine)
+    accounts.create_tables()
+    if accounts.get(DEMO_USER) is not None:  # from an earlier run in the same --workdir
+        accounts.remove(DEMO_USER)
+    password = secrets.token_urlsafe(9)
+    accounts.add(DEMO_USER, "admin", [], password, now=utcnow())
+    return password
+
+
+def _listen(at: InboxListen) -> socket.socket:
+    from vaktpost.broker.inbox.server import bind
+    try:
+        return bind(at.host, at.port)
+    except OSError as e:  # taken, not ours, or no such address
+        raise DemoError(f"inbox: cannot listen on {at.host}:{at.port}: {e.strerror or e}") from None
+
+
+def _serve_inbox(cfg: CentralConfig, store: Store, sock: socket.socket, console: Console) -> None:
+    """The inbox over the demo's place log on `sock`, until Ctrl-C (uvicorn takes the signal)."""
+    import uvicorn
+
+    from vaktpost.broker.inbox.server import build_app, listen_url, uvicorn_config
+    app = build_app(cfg, store)
+    password = _demo_login(store)
+    console.print(f"inbox: {listen_url(sock)}", highlight=False, soft_wrap=True)
+    console.print(f"login: {DEMO_USER} / {password}  (an admin; a new password every run)",
+                  highlight=False, soft_wrap=True)
+    console.print("the inbox shows the demo's incidents and their snapshots; Ctrl-C stops it", highlight=False)
+    uvicorn.Server(uvicorn_config(app, cfg, log_level="warning")).run(sockets=[sock])
+
+
+def _summary(store: Store, console: Console) -> str:
+    """Print the per-place table; returns the one-line counts."""
+    from sqlalchemy import func, select
+
+    from vaktpost.broker.incidents.tables import incidents
+    table = Table()
+    for col in ("place", "type", "events"):
+        table.add_column(col)
+    for row in store.summary_by_place():
+        table.add_row(escape(row["place_name"] or "(unassigned)"), row["type"], str(row["count"]))
+    console.print(table)
+    with store.engine.connect() as conn:
+        n_incidents = conn.execute(select(func.count()).select_from(incidents)).scalar_one()
+    return (f"{store.count_events()} events logged in {n_incidents} incidents, "
+            f"{store.count_snapshots()} anonymised snapshots, {len(store.query_dead_letters())} dead letters")
+
+
+def _export_snapshots(store: Store, shots: Path) -> None:
+    shots.mkdir(exist_ok=True)
+    for row in store.query_events():
+        jpeg = store.get_snapshot(row["event_id"]) if row["has_snapshot"] else None
+        if jpeg is not None:
+            (shots / f"{row['event_id']}.jpg").write_bytes(jpeg)
+
+
+def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = None,
+             serve: InboxListen | None = None) -> int:
+    """Run the demo in `workdir` (None: a temp dir, removed at the end); with `serve`, then
+    serve the inbox there until Ctrl-C. 0 when done, 130 when Ctrl-C cut the nodes short;
+    DemoError when the inbox cannot listen where asked."""
+    from vaktpost.broker.config import load_central
     from vaktpost.broker.ingest.consumer import Consumer
     from vaktpost.broker.local import LocalBroker
     from vaktpost.broker.places import import_places
@@ -67,13 +181,14 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
     from vaktpost.scenes import write_video
 
     console = console or Console()
+    sock = _listen(serve) if serve is not None else None  # a taken port fails now, not after a minute
     temp = workdir is None
     work = Path(tempfile.mkdtemp(prefix="vaktpost-demo-")) if workdir is None else workdir
     work.mkdir(parents=True, exist_ok=True)
     node_ids = list(SCENE_OF_NODE)[:nodes]
     stop = threading.Event()
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    broker = None
+    broker = store = None
     try:
         console.print(f"[bold]1/5[/bold] broker config for {', '.join(node_ids)} in {escape(str(work))}")
         broker = LocalBroker.create(work / "broker", node_ids)
@@ -91,14 +206,10 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
         console.print(f"[bold]3/5[/bold] generated camera clips: {', '.join(SCENE_OF_NODE[n][1] for n in node_ids)}")
 
         (work / "places.yaml").write_text(yaml.safe_dump(PLACES, sort_keys=False, allow_unicode=True))
-        central_cfg = CentralConfig.model_validate({
-            "database": f"sqlite:///{work / 'central.db'}",
-            "mqtt": {"host": "127.0.0.1", "port": port, "username": creds.consumer.username,
-                     "password": creds.consumer.password},
-        })
+        central_cfg = load_central(_write_central(work, port, creds))
         store = Store(central_cfg.database)
         store.create_all()
-        import_places(store, work / "places.yaml")
+        import_places(store, central_cfg.places_file or work / "places.yaml")
         consumer = Consumer(central_cfg, store)
         consumer_stop = threading.Event()
         consumer_thread = threading.Thread(target=consumer.run, args=(consumer_stop,), daemon=True)
@@ -114,29 +225,29 @@ def run_demo(workdir: Path | None, *, nodes: int = 2, console: Console | None = 
                 t.join(timeout=0.2)  # short joins keep Ctrl-C responsive
         consumer_stop.set()
         consumer_thread.join(timeout=10)
+        broker.stop()  # the nodes are done; the inbox reads the place log only
 
         console.print("[bold]5/5[/bold] place log summary")
-        table = Table()
-        for col in ("place", "type", "events"):
-            table.add_column(col)
-        for row in store.summary_by_place():
-            table.add_row(escape(row["place_name"] or "(unassigned)"), row["type"], str(row["count"]))
-        console.print(table)
-        counts = (f"{store.count_events()} events logged, {store.count_snapshots()} anonymised snapshots, "
-                  f"{len(store.query_dead_letters())} dead letters")
+        counts = _summary(store, console)
+        serving = sock is not None and not stop.is_set()
         if temp:  # everything goes with the temp dir: name no place that will not exist
-            console.print(f"{counts}; all files removed (keep them with --workdir DIR)")
+            gone = "removed when the inbox stops" if serving else "removed"
+            console.print(f"{counts}; all files {gone} (keep them with --workdir DIR)")
         else:
-            shots = work / "snapshots"
-            shots.mkdir(exist_ok=True)
-            for row in store.query_events():
-                jpeg = store.get_snapshot(row["event_id"]) if row["has_snapshot"] else None
-                if jpeg is not None:
-                    (shots / f"{row['event_id']}.jpg").write_bytes(jpeg)
-            console.print(escape(f"{counts}; snapshots in {shots}, database {work / 'central.db'}"))
-        return 130 if stop.is_set() else 0
+            _export_snapshots(store, work / "snapshots")
+            console.print(escape(f"{counts}; snapshots in {work / 'snapshots'}, database {work / 'central.db'}, "
+                                 f"config {work / 'central.yaml'}"))
+        if stop.is_set():
+            return 130
+        if sock is not None:
+            _serve_inbox(central_cfg, store, sock, console)
+        return 0  # Ctrl-C is how the inbox is meant to end
     finally:
         signal.signal(signal.SIGINT, previous)
+        if sock is not None:
+            sock.close()
+        if store is not None:
+            store.close()
         if broker is not None:
             broker.stop()
         if temp:

@@ -55,14 +55,19 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def listen_url(sock: socket.socket) -> str:
+    """The inbox's address on the bound `sock`, as a browser takes it."""
+    host, port = sock.getsockname()[:2]
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+
+
 def serve(cfg: CentralConfig, host: str | None = None, port: int | None = None) -> None:
     """Run the inbox until Ctrl-C (uvicorn handles the signals)."""
     store = Store(cfg.database)
     try:
         app = build_app(cfg, store)
         sock = bind(host or cfg.inbox.host, cfg.inbox.port if port is None else port)
-        a_host, a_port = sock.getsockname()[:2]
-        print(f"inbox: http://{f'[{a_host}]' if ':' in a_host else a_host}:{a_port}/", flush=True)
+        print(f"inbox: {listen_url(sock)}", flush=True)
         uvicorn.Server(uvicorn_config(app, cfg)).run(sockets=[sock])
     finally:
         store.close()
