@@ -42,7 +42,9 @@ def test_demo_logs_intrusions_a_scene_change_and_anonymised_snapshots(tmp_path: 
     store = Store(central.database)
     try:
         incidents = list_incidents(store)
-        by_type = {i.type.value: {(p.id, p.district) for p in i.places} for i in incidents}
+        by_type: dict[str, set[tuple[str, str | None]]] = {}
+        for i in incidents:
+            by_type.setdefault(i.type.value, set()).update((p.id, p.district) for p in i.places)
         assert by_type["intrusion"] >= {("ekbacken-school-yard", "Norra")}  # grouped, placed, districted
         assert by_type["scene_change"] == {("linden-park-pavilion", "Södra")}
         counts = {(r["place_id"], r["type"]): r["count"] for r in store.summary_by_place()}
