@@ -156,6 +156,8 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     app.state.inbox = Inbox(store, accounts, authenticator or LocalPasswordAuthenticator(accounts),
                             settings, secret, clock)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    from vaktpost.broker.inbox.subscriptions_page import router as subscriptions  # imports this module
+    app.include_router(subscriptions)
 
     @app.middleware("http")
     async def per_request(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
