@@ -657,3 +657,25 @@ def test_the_inbox_page_adds_lists_and_removes_own_subscriptions(tmp_path: Path)
         assert anna.request("POST", f"/subscriptions/{sub.id}/delete", {"csrf_token": token})[0] == 303
         assert anna.request("POST", "/subscriptions", {"email": "x@kommun.example"})[0] == 403  # no CSRF token
         assert subs.list_subscriptions(inbox.store.engine) == []
+
+
+def test_queueing_sending_and_digests_on_both_databases(place_store: Store, hook: WebhookServer) -> None:
+    seed(place_store, T0 - timedelta(days=1))
+    clock = Clock(T0)
+    n = notifier(place_store, clock, digest_hour=7)
+    now_sub = subscribe(place_store, "anna", "webhook", hook.url("/now"))
+    daily = subscribe(place_store, "admin", "webhook", hook.url("/daily"), mode="digest")
+    ingest(place_store, [event(T0)], T0)
+    assert n.run_round().sent == 1
+    n.scan(clock.advance(seconds=5))  # the lookback sees it again: nothing queued twice
+    assert len(rows(place_store, now_sub.id)) == 1 and len(rows(place_store, daily.id)) == 1
+    # A second service on the same database cannot claim the row the first claimed.
+    ingest(place_store, [event(clock.advance(minutes=20))], clock())
+    n.scan(clock())
+    [row] = [r for r in rows(place_store, now_sub.id) if r["state"] == "pending"]
+    other = notifier(place_store, clock, digest_hour=7)
+    assert n._claim(row["id"], row["next_attempt_at"], clock())
+    assert not other._claim(row["id"], row["next_attempt_at"], clock())
+    clock.t = datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
+    assert other.run_round().digests == 1 and n.run_round().digests == 0
+    assert [len(b["incidents"]) for b in hook.bodies("/daily")] == [2]
