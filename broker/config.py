@@ -4,16 +4,17 @@ Every option is documented once, in its `description`; docs/central.md is the
 reader-facing form. Errors reuse the node config's style: one line per problem,
 naming the key (`vaktpost.edge.config.ConfigError`, `vaktpost.edge.config.format_errors`).
 
-Relative paths (places_file, password_file, inbox.secret_key_file, TLS files and the file of a
-``sqlite:///relative.db`` URL) are taken relative to the config file's directory,
-so a config works the same whatever directory the service starts in.
+Relative paths (places_file, password_file, inbox.secret_key_file, TLS files, the
+notifications.smtp files and the file of a ``sqlite:///relative.db`` URL) are taken
+relative to the config file's directory, so a config works the same whatever
+directory the service starts in.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
@@ -22,6 +23,7 @@ from sqlalchemy.exc import ArgumentError
 from vaktpost.broker.incidents.kinds import DEFAULT_PRIORITY, IncidentType, Priority
 from vaktpost.contract.config import (
     BrokerConnection,
+    ConfigError,
     Duration,
     Strict,
     TimeZoneName,
@@ -217,6 +219,66 @@ class IncidentsSection(Strict):
         return self.priority.get(t, DEFAULT_PRIORITY[t])
 
 
+class SmtpSection(Strict):
+    """The mail server notifications are sent through."""
+
+    host: str = Field(min_length=1, description="SMTP server host")
+    port: int = Field(587, ge=1, le=65535, description="SMTP server port (587 is the submission port)")
+    starttls: bool = Field(True, description="Upgrade the connection with STARTTLS before logging in; the "
+                           "server's certificate is verified. false only for a relay on this host")
+    ca_file: Path | None = Field(None, description="CA certificate the server's certificate is checked "
+                                 "against; null = the system's trusted CAs")
+    username: str | None = Field(None, description="Account to log in with; null = no login")
+    password_file: Path | None = Field(None, description="File whose first line is the SMTP password")
+    from_address: str = Field(min_length=3, pattern=r"^[^@\s]+@[^@\s]+$",
+                              description="Sender address of the messages, e.g. vaktpost@kommun.se")
+    timeout: Duration = Field(30.0, le=600, description="Give up on a connection or reply after this long")
+
+    def password(self) -> str | None:
+        if self.password_file is None:
+            return None
+        try:
+            return self.password_file.read_text().splitlines()[0].strip()
+        except (OSError, IndexError) as e:
+            raise ConfigError(f"notifications.smtp.password_file: cannot read {self.password_file}: {e}") from None
+
+
+class NotificationsSection(Strict):
+    """Messages to staff about new incidents (docs/inbox.md, "Notifications")."""
+
+    enabled: bool | None = Field(
+        None,
+        description="Send notifications; null = when smtp is set or a webhook subscription exists",
+    )
+    public_url: str | None = Field(
+        None, pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        description="The inbox's address as staff reach it, e.g. https://vaktpost.kommun.se; messages link "
+        "to PUBLIC_URL/incidents/ID. Required when notifications are sent",
+    )
+    smtp: SmtpSection | None = Field(None, description="Mail server for email subscriptions; null = no email")
+    language: Literal["sv", "en"] = Field("sv", description="Language of the messages")
+    digest_hour: int = Field(7, ge=0, le=23, description="Local hour (inbox.timezone) at which digest "
+                             "subscriptions get their daily message")
+    poll_interval: Duration = Field(5.0, le=300, description="How often the worker looks for new incidents "
+                                    "and messages due")
+    retry_initial: Duration = Field(30.0, le=DAY, description="Wait after a first failed delivery; it doubles "
+                                    "with every failure")
+    retry_max: Duration = Field(3600.0, le=DAY, description="Longest wait between two delivery attempts")
+    max_age: Duration = Field(2 * DAY, le=30 * DAY, description="A message not delivered this long after it was "
+                              "queued is marked failed and no longer tried")
+    webhook_timeout: Duration = Field(10.0, le=300, description="Give up on a webhook request after this long")
+
+    @model_validator(mode="after")
+    def _needs_url(self) -> NotificationsSection:
+        if (self.enabled or self.smtp is not None) and self.public_url is None:
+            raise ValueError("public_url is required to send notifications (the messages link to the inbox)")
+        return self
+
+    @property
+    def link_base(self) -> str | None:
+        return None if self.public_url is None else self.public_url.rstrip("/")
+
+
 class CentralConfig(Strict):
     database: str = Field(
         DEFAULT_DATABASE,
@@ -234,6 +296,9 @@ class CentralConfig(Strict):
     incidents: IncidentsSection = Field(default_factory=IncidentsSection,
                                         description="Grouping events into incidents, node offline detection "
                                         "and priorities")
+    notifications: NotificationsSection = Field(default_factory=NotificationsSection,
+                                                description="Email and webhook messages about new incidents "
+                                                "(docs/inbox.md)")
 
     @field_validator("database")
     @classmethod
@@ -255,6 +320,14 @@ def _rebase_sqlite(url: str, base: Path) -> str:
     return u.set(database=str(base / u.database)).render_as_string(hide_password=False)
 
 
+def _rebase_notifications(n: NotificationsSection, base: Path) -> NotificationsSection:
+    if n.smtp is None:
+        return n
+    smtp = n.smtp.model_copy(update={k: rebase(getattr(n.smtp, k), base) or getattr(n.smtp, k)
+                                     for k in ("ca_file", "password_file")})
+    return n.model_copy(update={"smtp": smtp})
+
+
 def resolve_paths(cfg: CentralConfig, base: Path) -> CentralConfig:
     """Make relative paths in `cfg` relative to `base` (the config file's directory)."""
     return cfg.model_copy(
@@ -264,6 +337,7 @@ def resolve_paths(cfg: CentralConfig, base: Path) -> CentralConfig:
             "database": _rebase_sqlite(cfg.database, base),
             "mqtt": cfg.mqtt.rebased(base),
             "places_file": rebase(cfg.places_file, base) or cfg.places_file,
+            "notifications": _rebase_notifications(cfg.notifications, base),
         }
     )
 

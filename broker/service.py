@@ -1,5 +1,5 @@
-"""The central service: load the config, prepare the place log, run ingest until
-stopped; and the retention purge on demand. Run as `python -m vaktpost.broker.service
+"""The central service: load the config, prepare the place log, run ingest (and the
+notification worker) until stopped; and the retention purge on demand. Run as `python -m vaktpost.broker.service
 --config central.yaml` or `vaktpost central --config central.yaml` (docs/central.md)."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from vaktpost.broker.config import CentralConfig, load_central
 from vaktpost.broker.incidents import retention
 from vaktpost.broker.ingest.consumer import Consumer
+from vaktpost.broker.notify.worker import Notifier, NotifyWorker
 from vaktpost.broker.places import import_places
 from vaktpost.broker.store import PurgeResult, Store, display_url, sqlite_file, utcnow
 from vaktpost.contract.config import ConfigError
@@ -66,6 +67,18 @@ def _consumer(cfg: CentralConfig, store: Store) -> Consumer:
         raise StartError(f"mqtt.tls: cannot load the TLS files: {e}") from None
 
 
+def _notify_worker(cfg: CentralConfig, store: Store, stop: threading.Event) -> NotifyWorker | None:
+    """The notification thread (docs/inbox.md, "Notifications"), unless notifications.enabled is false."""
+    n = cfg.notifications
+    if n.enabled is False:
+        return None
+    try:
+        notifier = Notifier.from_settings(store, n, cfg.inbox.timezone)
+    except SQLAlchemyError as e:
+        raise StartError(f"database {display_url(cfg.database)}: {db_reason(e)}") from None
+    return NotifyWorker(notifier, stop, n.poll_interval)
+
+
 def run_central(config_path: str | Path, stop_event: threading.Event | None = None) -> None:
     """Load the config, prepare the database, import places, consume until SIGINT/SIGTERM
     (or `stop_event`). Raises ConfigError for an unusable config or places file,
@@ -78,17 +91,23 @@ def run_central(config_path: str | Path, stop_event: threading.Event | None = No
             n_places, n_periods = import_places(store, cfg.places_file)
             log.info("imported %d places and %d camera periods from %s", n_places, n_periods, cfg.places_file)
         consumer = _consumer(cfg, store)
+        stop = stop_event or threading.Event()
+        notify = _notify_worker(cfg, store, stop)
     except BaseException:
         store.close()
         raise
-    stop = stop_event or threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda *_: stop.set())
+    if notify is not None:
+        notify.start()
     try:
         consumer.run(stop)
     finally:
+        stop.set()
+        if notify is not None:
+            notify.join(10.0)  # a send in progress ends within its timeout
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         store.close()

@@ -195,7 +195,7 @@ def test_a_node_event_becomes_an_incident_that_staff_handle(broker: Broker, tmp_
             wait_until(lambda: service.list_incidents(store), message="the consumer opened an incident")
             row = page.get_by_test_id("incident")
             sync_api.expect(row).to_have_count(1, timeout=5000)
-            sync_api.expect(row).to_contain_text("person i larmad zon")
+            sync_api.expect(row).to_contain_text("Intrång")
             sync_api.expect(row).to_contain_text("Norrskolan")
             assert page.evaluate("window.notReloaded") is True, "the page was not reloaded"
             shot(page, "inbox-new-incident")

@@ -40,6 +40,9 @@ users_app = typer.Typer(help="Accounts of the web inbox (docs/inbox.md).", no_ar
 app.add_typer(users_app, name="users")
 tokens_app = typer.Typer(help="Tokens of the inbox's JSON API (docs/inbox.md, \"API\").", no_args_is_help=True)
 app.add_typer(tokens_app, name="tokens")
+subscriptions_app = typer.Typer(help="Notifications of new incidents to inbox users (docs/inbox.md).",
+                                no_args_is_help=True)
+app.add_typer(subscriptions_app, name="subscriptions")
 
 err = Console(stderr=True, soft_wrap=True)  # messages stay on one line, greppable
 out = Console()
@@ -614,13 +617,102 @@ def openapi() -> None:
     """Print the OpenAPI document of the inbox's JSON API (kept in docs/openapi.json)."""
     from vaktpost.broker.inbox.api import openapi_document
     sys.stdout.write(json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n")
+@contextmanager
+def _notify_tables(cfg) -> Iterator[Store]:
+    from vaktpost.broker.notify.tables import create_tables
+    with _database(cfg.database, create=True) as store:
+        create_tables(store.engine)
+        yield store
+
+
+@subscriptions_app.command("add")
+def subscriptions_add(
+    user: Annotated[str, typer.Argument(help="Inbox user name (vaktpost users add)")],
+    config: ConfigOpt = None, database: DbOpt = None,
+    email: Annotated[str | None, typer.Option(help="Send to this email address")] = None,
+    webhook: Annotated[str | None, typer.Option(help="POST signed JSON to this http(s) URL")] = None,
+    district: Annotated[list[str] | None, typer.Option(
+        "--district", help="Only incidents in this district (repeat; within the user's scope)")] = None,
+    place: Annotated[list[str] | None, typer.Option("--place", help="Only incidents at this place id (repeat)")] = None,
+    type: Annotated[list[str] | None, typer.Option("--type", help="Only this incident type (repeat)")] = None,
+    min_priority: Annotated[str, typer.Option(help="low, normal or high")] = "low",
+    hours: Annotated[str | None, typer.Option(help="Only incidents opened in these local hours, e.g. 17-07")] = None,
+    digest: Annotated[bool, typer.Option(help="One message a day (notifications.digest_hour) instead of one "
+                                         "per incident")] = False,
+) -> None:
+    """Subscribe USER to new incidents by email or webhook; filters narrow what they hear about."""
+    from vaktpost.broker.notify.subscriptions import (
+        NewSubscription,
+        SubscriptionError,
+        add_for,
+        parse_hours,
+        parse_priority,
+        parse_types,
+    )
+    from vaktpost.broker.store import utcnow
+    cfg = _central_config(config, database)
+    if (email is None) == (webhook is None):
+        raise _fail("give either --email ADDRESS or --webhook URL")
+    if email is not None and cfg.notifications.smtp is None:
+        raise _fail("notifications.smtp is not set in the central config: email cannot be sent (give --config)")
+    try:
+        spec = NewSubscription(
+            channel="email" if email else "webhook", target=email or webhook or "", districts=tuple(district or ()),
+            places=tuple(place or ()), types=parse_types(type or []), min_priority=parse_priority(min_priority),
+            hours=parse_hours(hours) if hours else None, mode="digest" if digest else "immediate")
+    except SubscriptionError as e:
+        raise _fail(str(e)) from None
+    with _notify_tables(cfg) as store:
+        try:
+            sub = add_for(store.engine, user, spec, store.list_places(), now=utcnow())
+        except SubscriptionError as e:
+            raise _fail(str(e)) from None
+    out.print(escape(f"added subscription {sub.id}: {sub.channel} {sub.target} for {user} ({sub.mode}; "
+                     f"{sub.describe()})"), highlight=False, soft_wrap=True)
+    if sub.secret:
+        out.print(escape(f"webhook secret (give it to the receiver; shown only now): {sub.secret}"), highlight=False,
+                  soft_wrap=True)
+
+
+@subscriptions_app.command("list")
+def subscriptions_list(config: ConfigOpt = None, database: DbOpt = None,
+                       user: Annotated[str | None, typer.Option(help="Only this user's")] = None) -> None:
+    """List subscriptions with their messages: queued, sent, failed (and the last error)."""
+    from vaktpost.broker.notify.subscriptions import last_errors, list_subscriptions, outbox_counts
+    cfg = _central_config(config, database)
+    with _notify_tables(cfg) as store:
+        subs = list_subscriptions(store.engine, user)
+        counts = outbox_counts(store.engine)
+        errors = last_errors(store.engine)
+    for sub in subs:
+        c = counts.get(sub.id, {})
+        queued = c.get("pending", 0) + c.get("held", 0)
+        line = (f"{sub.id}\t{sub.user_name}\t{sub.channel} {sub.target}\t{sub.mode}\t{sub.describe()}\t"
+                f"queued {queued}, sent {c.get('sent', 0)}, failed {c.get('failed', 0)}")
+        if sub.id in errors:
+            line += f"\tlast error: {errors[sub.id]}"
+        out.print(escape(line), highlight=False, soft_wrap=True)
+
+
+@subscriptions_app.command("remove")
+def subscriptions_remove(subscription_id: Annotated[int, typer.Argument(metavar="ID")],
+                         config: ConfigOpt = None, database: DbOpt = None) -> None:
+    """Remove a subscription and the messages still queued for it."""
+    from vaktpost.broker.notify.subscriptions import SubscriptionError, remove
+    cfg = _central_config(config, database)
+    with _notify_tables(cfg) as store:
+        try:
+            remove(store.engine, subscription_id)
+        except SubscriptionError as e:
+            raise _fail(str(e)) from None
+    out.print(f"removed subscription {subscription_id}", highlight=False)
 
 
 # Libraries of the optional extras (pyproject.toml), by import name: a node-only install
 # lacks them, and a command that needs one says which extra to install.
 EXTRA_OF_MODULE = {"sqlalchemy": "central", "psycopg": "central", "fastapi": "central", "uvicorn": "central",
                    "jinja2": "central", "argon2": "central", "babel": "central", "multipart": "central",
-                   "starlette": "central", "skimage": "demo"}
+                   "starlette": "central", "httpx": "central", "skimage": "demo"}
 
 
 def main() -> None:

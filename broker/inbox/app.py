@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaktpost.broker.config import InboxSection
-from vaktpost.broker.inbox import admin_pages, api, csrf, incidents_pages
+from vaktpost.broker.inbox import admin_pages, api, csrf, incidents_pages, subscriptions_page
 from vaktpost.broker.inbox.accounts import Account, Accounts
 from vaktpost.broker.inbox.auth import Authenticator, LocalPasswordAuthenticator, PasswordAuthenticator
 from vaktpost.broker.inbox.health import camera_health, current_cameras
@@ -41,6 +41,7 @@ from vaktpost.broker.inbox.web import (
     secure,
     tr,
 )
+from vaktpost.broker.notify.tables import create_tables as create_notify_tables
 from vaktpost.broker.store import Store, utcnow
 
 
@@ -57,6 +58,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     accounts = Accounts(store.engine)
     store.create_all()
     accounts.create_tables()
+    create_notify_tables(store.engine)  # subscriptions refer to users
     app = FastAPI(title="Vaktpost inbox", docs_url=None, redoc_url=None, openapi_url=None,
                   dependencies=[Depends(csrf_guard)])
     app.state.inbox = Inbox(store, accounts, authenticator or LocalPasswordAuthenticator(accounts),
@@ -64,6 +66,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(incidents_pages.router)
     app.include_router(admin_pages.router)
+    app.include_router(subscriptions_page.router)
     api.include_api(app, store)
 
     @app.middleware("http")

@@ -24,6 +24,7 @@ from vaktpost.broker.inbox.accounts import Account, Accounts
 from vaktpost.broker.inbox.auth import Authenticator
 from vaktpost.broker.inbox.i18n import LANGUAGES, load_translations, local_time
 from vaktpost.broker.inbox.throttle import LoginThrottle
+from vaktpost.broker.incidents.labels import type_labels
 from vaktpost.broker.store import Store, utcnow
 
 HERE = Path(__file__).resolve().parent
@@ -73,15 +74,12 @@ def _environment(lang: str, translations: NullTranslations, zone: ZoneInfo) -> E
               "square": gettext("square"), "playground": gettext("playground"),
               "sports_ground": gettext("sports ground"), "other": gettext("other"),
               # incident types, states, priorities, outcomes and audit actions
-              "motion": gettext("motion"), "intrusion": gettext("person in armed zone"),
-              "loitering": gettext("loitering"), "scene_change": gettext("scene change"),
-              "tamper": gettext("camera tampering"), "health": gettext("node health"),
-              "node_offline": gettext("node offline"),
               "new": gettext("new"), "acknowledged": gettext("acknowledged"), "resolved": gettext("resolved"),
               "low": gettext("low"), "normal": gettext("normal"), "high": gettext("high"),
               "false_alarm": gettext("false alarm"), "damage_found": gettext("damage found"),
               "police_report": gettext("police report made"), "cleaned_or_repaired": gettext("cleaned or repaired"),
               "auto_closed": gettext("closed automatically")}
+    labels.update({t.value: word for t, word in type_labels(gettext).items()})
     # Audit actions share some values with states ("resolved"), so they have their own words.
     actions = {"opened": gettext("opened the incident"), "acknowledged": gettext("acknowledged the incident"),
                "resolved": gettext("resolved the incident"), "auto_closed": gettext("closed it automatically"),
