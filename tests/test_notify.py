@@ -495,7 +495,7 @@ def test_messages_have_no_image_and_no_personal_data(store: Store, smtp: SmtpSer
     assert not mail.is_multipart() and mail.get_content_type() == "text/plain"
     text = mail.get_content().replace("\r\n", "\n")
     assert mail["Subject"] == "[Vaktpost] Intrång (hög prioritet): Norrskolan (Norr)"
-    assert text == ("Ny händelse: Intrång, hög prioritet\nPlats: Norrskolan (Norr)\nTid: 2026-03-02 21:14\n\n"
+    assert text == ("Nytt ärende: Intrång, hög prioritet\nPlats: Norrskolan (Norr)\nTid: 2026-03-02 21:14\n\n"
                     f"Öppna den i inkorgen: {PUBLIC}/incidents/1\n")
     [body] = hook.bodies()
     assert set(body) == {"kind", "incident", "text"} and body["text"] == text
