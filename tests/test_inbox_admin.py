@@ -4,6 +4,7 @@ the places register uploaded, each change an audit row; other roles get 404."""
 from __future__ import annotations
 
 import re
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -95,3 +96,24 @@ def test_an_admin_uploads_the_places_register(inbox: Inbox) -> None:
     assert change.action is Action.places_imported and change.detail == {
         "file": "places.yaml", "places": 4, "camera_periods": 2}
     assert re.search(r"admin</strong> importerade platsregistret", admin.request("GET", "/admin/users")[2])
+
+
+def test_an_admin_adds_an_api_token_shown_once_and_removes_it(inbox: Inbox) -> None:
+    admin = logged_in(inbox, "admin")
+    token = admin.csrf("/admin/tokens")
+    status, headers, body = admin.request("POST", "/admin/tokens", {"csrf_token": token, "name": "larmcentral",
+                                                                    "role": "operator", "districts": "Norr"})
+    assert status == 200 and headers["cache-control"] == ["no-store"]
+    (value,) = re.findall(r'data-testid="token-value">(vp_[^<]+)<', body)
+    request = urllib.request.Request(inbox.url + "/api/v1/incidents", headers={"Authorization": f"Bearer {value}"})
+    assert urllib.request.urlopen(request).status == 200
+    assert value not in admin.request("GET", "/admin/tokens")[2], "shown once"
+    assert admin.request("POST", "/admin/tokens", {"csrf_token": token, "name": "larmcentral", "role": "viewer",
+                                                   "districts": "Norr"})[0] == 422
+    assert admin.request("POST", "/admin/tokens/larmcentral/remove", {"csrf_token": token})[0] == 303
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request)
+    assert refused.value.code == 401
+    changes = [(a.action, (a.detail or {}).get("token")) for a in service.admin_changes(inbox.store)]
+    assert changes == [(Action.token_removed, "larmcentral"), (Action.token_added, "larmcentral")]
+    assert value not in str(service.admin_changes(inbox.store))

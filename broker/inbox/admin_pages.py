@@ -1,7 +1,8 @@
-"""Admin pages: users (add, remove) and the places registry (upload a new version of
-the YAML file that `vaktpost places import` reads). The same rules as the CLI's
-(`accounts.check_new_user`, `places.parse_places`); every change is an audit row.
-Other roles get 404, as for a page that does not exist."""
+"""Admin pages: users (add, remove), API tokens (add, shown once; remove) and the
+places registry (upload a new version of the YAML file that `vaktpost places import`
+reads). The same rules as the CLI's (`accounts.check_new_user`, `tokens.check_new_token`,
+`places.parse_places`); every change is an audit row. Other roles get 404, as for a
+page that does not exist."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, Uplo
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from vaktpost.broker.inbox.accounts import ROLES, Account, AccountError
+from vaktpost.broker.inbox.tokens import Tokens
 from vaktpost.broker.inbox.web import client, current_account, inbox_of, render, tr
 from vaktpost.broker.incidents import service
 from vaktpost.broker.incidents.kinds import Action
@@ -104,3 +106,47 @@ async def import_places(request: Request, account: Admin, registry: Annotated[Up
     service.log_admin_change(store, Action.places_imported, actor=account.name, client=client(request),
                              file=source, places=n_places, camera_periods=n_periods)
     return RedirectResponse(f"/admin/places?places={n_places}&periods={n_periods}", status_code=303)
+
+
+def _tokens(request: Request) -> Tokens:
+    tokens: Tokens = request.app.state.api_tokens
+    return tokens
+
+
+def _tokens_page(request: Request, *, error: str | None = None, status_code: int = 200,
+                 new_token: tuple[str, str] | None = None, form: dict[str, str] | None = None) -> Response:
+    districts = sorted({p["district"] for p in inbox_of(request).store.list_places() if p.get("district")})
+    return render(request, "admin_tokens.html", status_code, nav="admin", tokens=_tokens(request).list(),
+                  roles=ROLES, districts=districts, error=error, new_token=new_token, form=form or {})
+
+
+@router.get("/tokens", response_class=HTMLResponse)
+def tokens_page(request: Request, account: Admin) -> Response:
+    return _tokens_page(request)
+
+
+@router.post("/tokens")
+def add_token(request: Request, account: Admin, name: Annotated[str, Form()] = "",
+              role: Annotated[str, Form()] = "", districts: Annotated[list[str] | None, Form()] = None) -> Response:
+    inbox = inbox_of(request)
+    chosen = [d for d in districts or [] if d]
+    try:
+        token = _tokens(request).add(name, role, chosen, now=inbox.clock())
+    except AccountError as e:
+        message = tr(request, "The token could not be added:") + f" {e}"
+        return _tokens_page(request, error=message, status_code=422, form={"name": name, "role": role})
+    service.log_admin_change(inbox.store, Action.token_added, actor=account.name, client=client(request),
+                             token=name, role=role, districts=chosen)
+    # Shown in this response only (no redirect: the token must not sit in a URL or the history).
+    return _tokens_page(request, new_token=(name, token))
+
+
+@router.post("/tokens/{name}/remove")
+def remove_token(request: Request, name: str, account: Admin) -> Response:
+    try:
+        _tokens(request).remove(name)
+    except AccountError:
+        raise HTTPException(404) from None
+    service.log_admin_change(inbox_of(request).store, Action.token_removed, actor=account.name,
+                             client=client(request), token=name)
+    return RedirectResponse("/admin/tokens", status_code=303)

@@ -86,7 +86,8 @@ def _environment(lang: str, translations: NullTranslations, zone: ZoneInfo) -> E
                "reopened": gettext("reopened the incident"), "assigned": gettext("set the owner"),
                "commented": gettext("commented"), "snapshot_viewed": gettext("viewed a snapshot"),
                "user_added": gettext("added the user"), "user_removed": gettext("removed the user"),
-               "places_imported": gettext("imported the places register")}
+               "places_imported": gettext("imported the places register"),
+               "token_added": gettext("added the API token"), "token_removed": gettext("removed the API token")}
     env.globals["label"] = env.globals["role_label"] = env.globals["state_label"] = env.globals["kind_label"] = \
         lambda value: labels.get(str(value), str(value))
     env.globals["action_label"] = lambda value: actions.get(str(value), str(value))

@@ -84,3 +84,5 @@ class Action(StrEnum):
     user_added = "user_added"
     user_removed = "user_removed"
     places_imported = "places_imported"
+    token_added = "token_added"
+    token_removed = "token_removed"
