@@ -15,6 +15,7 @@ import pytest
 from inbox_harness import PASSWORD, Inbox, file_event, start_inbox
 from mqtt_harness import Broker, running_central, wait_until
 
+from vaktpost.broker.inbox.tokens import Tokens
 from vaktpost.broker.incidents import service
 from vaktpost.broker.incidents.kinds import Action, State
 from vaktpost.contract.events import Event, uuid7
@@ -237,6 +238,13 @@ def test_a_node_event_becomes_an_incident_that_staff_handle(broker: Broker, tmp_
             response = other.goto(f"{inbox.url}/incidents/{inc}/snapshots/node-a/{ev.event_id}.jpg")
             assert response is not None and response.status == 404
             shot(other, "incident-other-district-404")
+            # ... and by the API, with a token of the same scope.
+            token = Tokens(store.engine).add("soder-app", "operator", ["Söder"], now=datetime.now(UTC))
+            api = other.request.get(f"{inbox.url}/api/v1/incidents/{inc}", headers={"Authorization": f"Bearer {token}"})
+            assert api.status == 404
+            listed = other.request.get(f"{inbox.url}/api/v1/incidents?state=resolved",
+                                       headers={"Authorization": f"Bearer {token}"})
+            assert listed.status == 200 and listed.json() == []
             other.context.close()
     finally:
         publisher.stop(timeout=2)
