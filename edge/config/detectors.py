@@ -78,7 +78,7 @@ class DetectorSettings(Strict):
         "with some context around it, and a tiny crop is not enlarged to the model input without limit",
     )
     tile_side: float = Field(
-        0.5,
+        0.4,
         gt=0,
         le=1,
         description="Side of the square tiles the frame is divided into, as a fraction of the frame height. "
