@@ -82,8 +82,9 @@ class DetectorSettings(Strict):
         gt=0,
         le=1,
         description="Side of the square tiles the frame is divided into, as a fraction of the frame height. "
-        "Tiles are cut from the full-resolution frame; motion larger than one tile, or more motion crops than "
-        "max_tiles, is looked at through the tiles it touches instead of one shrunken whole-frame view",
+        "Tiles are cut from the full-resolution frame; motion crops larger than two tiles, or more of them than "
+        "max_tiles, are looked at through the tiles they touch (these plus frame-height squares) instead of "
+        "one shrunken whole-frame view",
     )
     tile_overlap: float = Field(
         0.25, ge=0, lt=1, description="Fraction of a tile's side shared with its neighbour (people on a seam)"

@@ -8,10 +8,11 @@ frame at once. Each run makes at most `max_tiles` passes over parts of the frame
 1. motion crops: each motion (and watched) box widened by `crop_margin`, made
    square, at least `min_crop` of the frame height on a side, shifted into the
    frame, overlapping crops merged (edge cases as in `square_crop`, `merge_crops`);
-2. a crop larger than a tile (`tile_side` of the frame height), or more crops
+2. a crop larger than two tiles (`tile_side` of the frame height), or more crops
    than the budget, is replaced by the tiles of a fixed overlapping grid that it
-   touches (a busy scene is covered tile by tile at native resolution instead of
-   one shrunken view); when those exceed the budget, the least recently looked-at
+   touches: squares of `tile_side`, plus frame-height squares so that people
+   taller than a small tile are seen whole too. A busy scene is covered tile by
+   tile at native resolution instead of one shrunken view. When those exceed the budget, the least recently looked-at
    go first, so every moving part is seen within a few runs;
 3. passes left in the budget go round-robin over the other tiles, least recently
    looked-at first, so people the motion stage does not report (standing still,
@@ -121,6 +122,14 @@ def _starts(length: int, side: int, overlap: float) -> list[int]:
     return [round(i * (length - side) / (n - 1)) for i in range(n)]
 
 
+def pyramid(frame_w: int, frame_h: int, side_frac: float, overlap: float) -> list[Crop]:
+    """The fine grid of `tile_grid`, then the coarse one of frame-height squares: people taller
+    than a fine tile are cut by its edges, and are found whole in a coarse tile."""
+    fine = tile_grid(frame_w, frame_h, side_frac, overlap)
+    coarse = [t for t in tile_grid(frame_w, frame_h, 1.0, overlap) if t not in fine]
+    return fine + coarse
+
+
 def tile_grid(frame_w: int, frame_h: int, side_frac: float, overlap: float) -> list[Crop]:
     """Overlapping square tiles of side `side_frac` x frame height covering the frame, row by row."""
     side = max(1, min(round(side_frac * frame_h), frame_w, frame_h))
@@ -146,8 +155,10 @@ def plan_passes(boxes: Sequence[Box], grid: Sequence[Crop], frame_w: int, frame_
     than the budget), else the grid tiles they touch; the remainder fills with the other tiles.
     Among equals, tiles with the smallest `last_seen` (run counter) come first."""
     crops = plan_crops(boxes, frame_w, frame_h, margin=margin, min_crop=min_crop)
-    tile_side = grid[0][2] - grid[0][0] if grid else 0
-    fitting = [c for c in crops if c[2] - c[0] <= tile_side]
+    # A crop up to twice a tile is one person close by (or a small group): looked at whole,
+    # not cut by tile edges. Larger ones are what merged motion all over a busy frame gives.
+    tile_side = min((t[2] - t[0] for t in grid), default=0)
+    fitting = [c for c in crops if c[2] - c[0] <= 2 * tile_side]
     if len(fitting) == len(crops) and len(crops) <= budget:
         motion, touched = crops, []
     else:
@@ -330,7 +341,7 @@ class RegionDetector:
 
     def grid(self, w: int, h: int) -> list[Crop]:
         if self._grid_size != (w, h):
-            self._grid = tile_grid(w, h, self.settings.tile_side, self.settings.tile_overlap)
+            self._grid = pyramid(w, h, self.settings.tile_side, self.settings.tile_overlap)
             self._grid_set, self._grid_size, self._last_seen = frozenset(self._grid), (w, h), {}
         return self._grid
 
