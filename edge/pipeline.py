@@ -66,9 +66,13 @@ class CameraPipeline:
             EventIdentity(node_id, camera.id, EventType.motion),
             next_seq, m.min_duration, m.merge_gap, m.update_interval,
         )
-        if detector is None:
-            detector = create_detector(camera.detector)
-        self.people = RegionDetector(detector, camera.detector) if camera.detector.kind != "none" else None
+        # People feed only the zone rules: with no zone, or both rules off, the detector is
+        # neither loaded nor run (snapshots find people with the anonymiser's own pass).
+        rules = camera.rules
+        uses_people = bool(camera.zones) and (rules.intrusion or rules.loitering)
+        self.people = None
+        if camera.detector.kind != "none" and uses_people:
+            self.people = RegionDetector(detector or create_detector(camera.detector), camera.detector)
         self.tracker = Tracker(camera.rules.tracker)
         self.rules = PeopleRules(node_id, camera.id, camera.zones, tz, camera.rules, next_seq)
         self.tracks: list = []
@@ -88,6 +92,7 @@ class CameraPipeline:
         self.anonymiser = anonymiser
         self._snapshot_state: dict[str, dict] = {}  # event_id → snapshot fields of a running event
         self._reported_withheld: set[str] = set()
+        self._moving: list = []
 
     # -- per frame -------------------------------------------------------------
     def process(self, frame: np.ndarray, t: datetime) -> list[Update]:
@@ -95,6 +100,7 @@ class CameraPipeline:
         frame = self.masker.apply(frame)
         ts = t.timestamp()
         result = self.motion.detect(frame)
+        self._moving = result.boxes  # hidden in a snapshot of this frame
         updates = self._motion(result, t)
         if self.people is not None:
             # Tracked people are looked at too: someone standing still fades from motion.
@@ -185,7 +191,8 @@ class CameraPipeline:
     def _snapshot(self, frame: np.ndarray, t: datetime) -> tuple[bytes | None, dict]:
         assert self.anonymiser is not None
         try:
-            data = make_snapshot(self.anonymiser, frame, [tr.box for tr in self.tracks], self.camera.snapshot)
+            data = make_snapshot(self.anonymiser, frame, [tr.box for tr in self.tracks], self.camera.snapshot,
+                                 self._moving)
         except AnonymiseError as e:
             # Fail closed: the event goes out without an image and says why.
             log.error("camera %s: snapshot withheld: %s", self.camera.id, e)

@@ -215,8 +215,11 @@ def test_detect_people_maps_tile_boxes_to_the_frame():
 
     stub = Stub()
     boxes = detect_people(stub, np.zeros((720, 1280, 3), np.uint8))
-    assert stub.shapes == [(720, 1280), (720, 720), (720, 720)]
-    assert np.allclose(boxes, [(0, 0, 0.5, 1), (0, 0, 360 / 1280, 1), (560 / 1280, 0, 920 / 1280, 1)])
+    # The whole frame, two height-squares, then the fine half-overlapping grid of 180 px tiles.
+    assert stub.shapes[:3] == [(720, 1280), (720, 720), (720, 720)]
+    assert stub.shapes[3:] == [(180, 180)] * (14 * 7)
+    assert np.allclose(boxes[:3], [(0, 0, 0.5, 1), (0, 0, 360 / 1280, 1), (560 / 1280, 0, 920 / 1280, 1)])
+    assert np.allclose(boxes[3], (0, 0, 90 / 1280, 180 / 720))
 
 
 # --- (a) privacy masks are constant fill in every snapshot --------------------------

@@ -30,10 +30,13 @@ from vaktpost.edge.detectors.regions import (  # noqa: E402
     RegionDetector,
     detect_in_crops,
     expand_box,
+    join_cut,
     merge_crops,
     merge_detections,
     plan_crops,
+    plan_passes,
     square_crop,
+    tile_grid,
     to_frame,
 )
 from vaktpost.edge.detectors.ssd import decode_ssd, ssd_input  # noqa: E402
@@ -128,7 +131,7 @@ def no_session(monkeypatch):
 
 def test_settings_defaults_and_validation():
     s = DetectorSettings()
-    assert (s.kind, s.model, s.score_threshold, s.max_fps, s.threads) == ("ssd", SSD_NAME, 0.5, 2.0, 2)
+    assert (s.kind, s.model, s.score_threshold, s.max_fps, s.threads) == ("ssd", SSD_NAME, 0.5, 2.0, 1)
     assert s.class_id == 1 and DetectorSettings(kind="yolo", model="m.onnx", model_sha256="a" * 64).class_id == 0
     assert DetectorSettings(kind="yolo", model="m.onnx", model_sha256="a" * 64, person_class=3).class_id == 3
     for field in DetectorSettings.model_fields.values():
@@ -415,10 +418,48 @@ def test_plan_crops():
     for c in crops:
         assert c[2] - c[0] == c[3] - c[1] == 120  # min_crop 0.25 x 480
         assert 0 <= c[0] < c[2] <= 640 and 0 <= c[1] < c[3] <= 480
-    # Motion nearly everywhere: one full-frame pass instead of big crops.
-    assert plan_crops([(0.0, 0.0, 0.6, 0.9)], 640, 480) == [(0, 0, 640, 480)]
     # Two near boxes whose crops overlap become one.
     assert len(plan_crops([(0.1, 0.1, 0.15, 0.2), (0.17, 0.1, 0.22, 0.2)], 640, 480)) == 1
+
+
+def test_tile_grid_covers_the_frame_with_overlapping_squares():
+    grid = tile_grid(480, 360, 0.4, 0.25)
+    assert {c[2] - c[0] for c in grid} == {144} and all(c[2] - c[0] == c[3] - c[1] for c in grid)
+    covered = np.zeros((360, 480), bool)
+    for x1, y1, x2, y2 in grid:
+        covered[y1:y2, x1:x2] = True
+    assert covered.all()
+    assert tile_grid(480, 360, 1.0, 0.25) == [(0, 0, 360, 360), (120, 0, 480, 360)]
+
+
+def test_plan_passes_busy_scene_uses_tiles_within_budget_round_robin():
+    grid = tile_grid(480, 360, 0.4, 0.25)
+    seen: dict = {}
+    # Sparse motion: its crop, then the least recently seen tiles fill the budget.
+    plan = plan_passes([(0.45, 0.45, 0.5, 0.55)], grid, 480, 360, 3, seen, margin=0.25, min_crop=0.25)
+    assert len(plan.motion) == 1 and plan.motion[0] not in grid and len(plan.sweep) == 2
+    # Motion over most of the frame: never one shrunken whole-frame view, only tiles.
+    busy = [(0.0, 0.0, 0.9, 0.9)]
+    looked: set = set()
+    for run in range(1, 6):
+        plan = plan_passes(busy, grid, 480, 360, 3, seen, margin=0.25, min_crop=0.25)
+        assert len(plan.crops) == 3 and set(plan.crops) <= set(grid)
+        for c in plan.crops:
+            seen[c] = run
+        looked |= set(plan.crops)
+    assert looked == set(grid)  # 15 tiles, 3 a run: all seen in 5 runs
+
+
+def test_join_cut_joins_a_person_split_by_a_tile_edge():
+    # A person at x 130..160 (px) in a 480x360 frame, cut by tile A's right edge at x 144.
+    a, b = (0, 0, 144, 144), (108, 0, 252, 144)
+    part_a = Detection((130 / 480, 20 / 360, 144 / 480, 100 / 360), 0.6)
+    whole_b = Detection((130 / 480, 22 / 360, 160 / 480, 101 / 360), 0.8)
+    (joined,) = join_cut([(part_a, a), (whole_b, b)], 480, 360)
+    assert joined.score == 0.8 and joined.box == pytest.approx((130 / 480, 20 / 360, 160 / 480, 101 / 360))
+    # Two people side by side in one tile are not joined.
+    left, right = Detection((0.1, 0.1, 0.2, 0.5), 0.9), Detection((0.19, 0.1, 0.3, 0.5), 0.9)
+    assert len(join_cut([(left, a), (right, a)], 480, 360)) == 2
 
 
 def test_to_frame():
@@ -439,11 +480,11 @@ class FakeDetector:
 
 def test_detect_in_crops_maps_back_and_merges_duplicates():
     img = np.zeros((400, 800, 3), np.uint8)
-    # The same crop-relative box from two crops lands at x 200..300 and 250..350
-    # in the frame: IoU 1/3, two different people.
+    # The same crop-relative box from two crops lands at x 180..280 and 230..330
+    # in the frame: IoU 1/3, neither cut by a crop edge: two different people.
     found = detect_in_crops(img, [(100, 0, 300, 400), (150, 0, 350, 400)],
-                            FakeDetector([((0.5, 0.25, 1.0, 0.75), 0.8)]), 0.45)
-    assert sorted(round(d.box[0] * 800) for d in found) == [200, 250]
+                            FakeDetector([((0.4, 0.25, 0.9, 0.75), 0.8)]), 0.45)
+    assert sorted(round(d.box[0] * 800) for d in found) == [180, 230]
     det = FakeDetector([((0.25, 0.25, 0.75, 0.75), 0.8)])
     found = detect_in_crops(img, [(100, 0, 300, 400), (110, 0, 310, 400)], det, 0.45)
     assert det.seen == [(400, 200, 3), (400, 200, 3)]
@@ -459,7 +500,8 @@ def test_merge_detections_keeps_labels_apart():
 
 def test_region_detector_runs_only_on_motion_and_at_most_max_fps():
     det = FakeDetector([((0.25, 0.25, 0.75, 0.75), 0.9)])
-    rd = RegionDetector(det, DetectorSettings(kind="none", max_fps=2))
+    # One pass a run: only the motion crop (the sweep over other tiles is tested above).
+    rd = RegionDetector(det, DetectorSettings(kind="none", max_fps=2, max_tiles=1))
     img = np.zeros((480, 640, 3), np.uint8)
     assert rd.detect(img, [], now=0.0) is None  # no motion: not looked, and no slot used
     found = rd.detect(img, [(0.45, 0.45, 0.55, 0.55)], now=0.0)

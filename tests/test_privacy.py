@@ -418,3 +418,74 @@ def test_privacy_report_names_fields_cameras_masks_retention_and_snapshot_policy
         # Nowhere else in the camera's section is a snapshot called anonymised.
         lines = [ln for ln in section.splitlines() if "anonymised" in ln.lower()]
         assert len(lines) == len(anonymised), lines
+
+
+# --- small people are hidden, moving or standing still -------------------------------
+
+sys.path.insert(0, str(Path(__file__).parent))
+from real_people import backgrounds, paste, person_crops, real_dir, scaled  # noqa: E402
+
+from vaktpost.edge.config.snapshot import SnapshotSettings  # noqa: E402
+from vaktpost.edge.detectors import Detection  # noqa: E402
+from vaktpost.edge.evidence.snapshot import snapshot_image  # noqa: E402
+
+SMALL = SnapshotSettings(width=480)
+
+
+def survivors(image: np.ndarray, box: tuple[int, int, int, int]) -> int:
+    """Pixels of the pasted rectangle `box` that are not the fill colour (black)."""
+    x1, y1, x2, y2 = box
+    return int((image[y1:y2, x1:x2] != 0).any(axis=2).sum())
+
+
+def legs(box: tuple[int, int, int, int], w: int, h: int) -> tuple[float, float, float, float]:
+    """A motion box holding only the lower half of a pasted person, as the motion stage often reports."""
+    x1, y1, x2, y2 = box
+    return (x1 / w, (y1 + y2) / 2 / h, x2 / w, y2 / h)
+
+
+def test_real_small_people_walking_and_standing_still_are_hidden() -> None:
+    real = real_dir()
+    if real is None:
+        pytest.skip("../shared/data/real is absent (real crops on a real background)")
+    crops = person_crops(real)
+    frame = backgrounds(real, 1)[0]
+    # Both full-body crops, 25 px tall: one stands still (no motion, no track), one walks.
+    still = paste(frame, scaled(crops[5].image, 25), 200, 150)
+    walking = paste(frame, scaled(crops[12].image, 25), 330, 230)
+    out = snapshot_image(Anonymiser(SMALL), frame, [], SMALL, moving=[legs(walking, 480, 360)])
+    assert survivors(out, still) == 0
+    assert survivors(out, walking) == 0
+    # The scene is still shown: most of the frame is not filled.
+    assert (out != 0).any(axis=2).mean() > 0.8
+
+
+class SmallBlobDetector:
+    """A stand-in for SSDLite's size limit: finds the dark rectangles that are at least a fifth
+    of the image height it is given, as SSDLite finds people that fill enough of its input."""
+
+    def detect(self, image_bgr: np.ndarray) -> list[Detection]:
+        h, w = image_bgr.shape[:2]
+        n, _, stats, _ = cv2.connectedComponentsWithStats((image_bgr.max(axis=2) < 20).astype(np.uint8))
+        return [Detection((x / w, y / h, (x + bw) / w, (y + bh) / h), 0.9)
+                for x, y, bw, bh, _ in stats[1:n] if bh >= h / 5]
+
+
+class NoFaces:
+    def detect(self, image_bgr: np.ndarray, threshold: float = 0.5) -> list:
+        return []
+
+
+def test_synthetic_small_people_walking_and_standing_still_are_hidden() -> None:
+    rng = np.random.default_rng(1)
+    frame = rng.integers(60, 200, (360, 480, 3), dtype=np.uint8)
+    still, walking = (100, 80, 110, 105), (300, 250, 310, 275)  # 25 px tall
+    for x1, y1, x2, y2 in (still, walking):
+        frame[y1:y2, x1:x2] = 5
+    an = Anonymiser(SMALL, person_detector=SmallBlobDetector(), faces=NoFaces())
+    out = snapshot_image(an, frame, [], SMALL, moving=[legs(walking, 480, 360)])
+    assert survivors(out, still) == 0  # found by the fine tiles only: 25 px < 360 / 5
+    assert survivors(out, walking) == 0  # the moving region, widened, covers the whole person
+    # Without the moving region the walker is still found; without the fine grid nobody is.
+    assert survivors(snapshot_image(an, frame, [], SMALL), walking) == 0
+    assert SmallBlobDetector().detect(frame) == []

@@ -44,7 +44,9 @@ class DetectorSettings(Strict):
         2.0, gt=0, le=30, description="The detector runs at most this often per camera (frames in between are skipped)"
     )
     threads: int = Field(
-        2, ge=1, le=8, description="onnxruntime intra-op threads for this camera's detector (a Pi 4/5 has 4 cores)"
+        1, ge=1, le=8,
+        description="onnxruntime intra-op threads for this camera's detector. 1 by default: a node is shared "
+        "by several cameras and the motion stage (a Pi 4/5 has 4 cores); more only cuts one camera's latency",
     )
     input_size: int | None = Field(
         None,
@@ -75,12 +77,24 @@ class DetectorSettings(Strict):
         description="Smallest crop side, as a fraction of the frame height: small motion is looked at "
         "with some context around it, and a tiny crop is not enlarged to the model input without limit",
     )
-    full_frame_above: float = Field(
-        0.5,
+    tile_side: float = Field(
+        0.4,
         gt=0,
         le=1,
-        description="When the crops cover more than this fraction of the frame, the whole frame is "
-        "analysed once instead",
+        description="Side of the square tiles the frame is divided into, as a fraction of the frame height. "
+        "Tiles are cut from the full-resolution frame; motion crops larger than two tiles, or more of them than "
+        "max_tiles, are looked at through the tiles they touch (these plus frame-height squares) instead of "
+        "one shrunken whole-frame view",
+    )
+    tile_overlap: float = Field(
+        0.25, ge=0, lt=1, description="Fraction of a tile's side shared with its neighbour (people on a seam)"
+    )
+    max_tiles: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Detector passes (crops or tiles) per run: the camera's CPU budget is max_fps x max_tiles "
+        "passes a second. Motion is looked at first; passes left over go round-robin over the other tiles",
     )
     nms_iou: float = Field(
         0.45, gt=0, lt=1, description="Overlap (IoU) above which two person boxes count as one"

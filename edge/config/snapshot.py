@@ -25,6 +25,10 @@ class SnapshotSettings(Strict):
     person_margin: float = Field(0.1, ge=0, le=2,
                                  description="Each person box is widened by this fraction of its size "
                                  "on every side before it is filled")
+    motion_margin: float = Field(0.5, ge=0, le=2,
+                                 description="Each moving region (the motion stage's boxes at snapshot time) "
+                                 "is widened by this fraction of its size on every side before it is filled: "
+                                 "motion boxes often hold only the moving part of a person")
     face_threshold: float = Field(0.4, gt=0, le=1,
                                   description="Lowest face-detector score that is filled. Lower than "
                                   "for events on purpose: when in doubt, hide")

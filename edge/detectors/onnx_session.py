@@ -47,6 +47,10 @@ def session_options(threads: int) -> onnxruntime.SessionOptions:
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
+    # Idle worker threads spin-wait for work by default: between two detector runs that
+    # is a busy core doing nothing on a node shared by several cameras.
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     # Detection graphs are chains of convolutions: parallelism comes from inside each
     # operator (intra-op). Running independent operators in parallel as well only adds
     # threads that compete for the Pi's 4 cores with the other cameras.

@@ -1,23 +1,26 @@
-"""Run the person detector only where motion is, and not more often than `max_fps`.
+"""Run the person detector where motion is, through tiles of the full-resolution frame,
+within a per-camera budget of detector passes.
 
-A 300x300 SSD sees a 1080p frame at a sixth of its resolution, where a child
-across a schoolyard is a dozen pixels tall. Cropping around the motion boxes
-first gives the detector that person at far higher resolution, and skips the
-still parts of the scene. Crops are:
+A 300x300 SSD sees a whole 480x360 frame stretched to 300x300: a pedestrian 40 px
+tall becomes 33 px and is mostly missed. So the detector never looks at the whole
+frame at once. Each run makes at most `max_tiles` passes over parts of the frame:
 
-1. the motion box widened by `crop_margin` of its size on each side (a moving
-   arm alone should show the whole person),
-2. made square, since detector inputs are square and SSD stretches without
-   keeping the aspect ratio, at least `min_crop` of the frame height on a side
-   (context for small motion; caps the upscaling),
-3. shifted, not cut, to lie inside the frame, and clipped only if larger than it,
-4. merged with any crop they overlap (one detector pass instead of two over the
-   same pixels, and a person is not split between crops), repeatedly.
+1. motion crops: each motion (and watched) box widened by `crop_margin`, made
+   square, at least `min_crop` of the frame height on a side, shifted into the
+   frame, overlapping crops merged (edge cases as in `square_crop`, `merge_crops`);
+2. a crop larger than two tiles (`tile_side` of the frame height), or more crops
+   than the budget, is replaced by the tiles of a fixed overlapping grid that it
+   touches: squares of `tile_side`, plus frame-height squares so that people
+   taller than a small tile are seen whole too. A busy scene is covered tile by
+   tile at native resolution instead of one shrunken view. When those exceed the budget, the least recently looked-at
+   go first, so every moving part is seen within a few runs;
+3. passes left in the budget go round-robin over the other tiles, least recently
+   looked-at first, so people the motion stage does not report (standing still,
+   or lost in a crowd's motion) are still found.
 
-If the crops together cover more than `full_frame_above` of the frame, the
-frame is analysed whole instead: that is cheaper than several big crops.
-Detections are mapped back to full-frame normalised coordinates and
-de-duplicated with NMS.
+Detections are mapped back to full-frame normalised coordinates; a person cut by a
+tile's inner edge is joined with its other part from the neighbouring tile, then
+duplicates are removed with NMS.
 
 Crops are in integer pixels (x1, y1, x2, y2), x2/y2 exclusive, so that slicing
 the frame with them is exact and mapping back is exact too.
@@ -25,8 +28,10 @@ the frame with them is exact and mapping back is exact too.
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -96,8 +101,8 @@ def merge_crops(crops: Sequence[Crop], min_side: float, frame_w: int, frame_h: i
 
 
 def plan_crops(motion_boxes: Sequence[Box], frame_w: int, frame_h: int, *, margin: float = 0.25,
-               min_crop: float = 0.25, full_frame_above: float = 0.5) -> list[Crop]:
-    """The pixel crops to run the detector on for these normalised motion boxes (none for none)."""
+               min_crop: float = 0.25) -> list[Crop]:
+    """The square pixel crops around these normalised motion boxes (none for none), merged, largest first."""
     if not motion_boxes:
         return []
     min_side = min_crop * frame_h
@@ -105,10 +110,72 @@ def plan_crops(motion_boxes: Sequence[Box], frame_w: int, frame_h: int, *, margi
     for box in motion_boxes:
         x1, y1, x2, y2 = expand_box(box, margin)
         crops.append(square_crop((x1 * frame_w, y1 * frame_h, x2 * frame_w, y2 * frame_h), min_side, frame_w, frame_h))
-    crops = merge_crops(crops, min_side, frame_w, frame_h)
-    if sum(crop_area(c) for c in crops) > full_frame_above * frame_w * frame_h:
-        return [(0, 0, frame_w, frame_h)]
-    return crops
+    return merge_crops(crops, min_side, frame_w, frame_h)
+
+
+def _starts(length: int, side: int, overlap: float) -> list[int]:
+    """Evenly spread starts of windows of `side` covering 0..length, neighbours sharing >= overlap*side."""
+    if side >= length:
+        return [0]
+    step = side * (1.0 - overlap)
+    n = math.ceil((length - side) / step) + 1
+    return [round(i * (length - side) / (n - 1)) for i in range(n)]
+
+
+def pyramid(frame_w: int, frame_h: int, side_frac: float, overlap: float) -> list[Crop]:
+    """The fine grid of `tile_grid`, then the coarse one of frame-height squares: people taller
+    than a fine tile are cut by its edges, and are found whole in a coarse tile."""
+    fine = tile_grid(frame_w, frame_h, side_frac, overlap)
+    coarse = [t for t in tile_grid(frame_w, frame_h, 1.0, overlap) if t not in fine]
+    return fine + coarse
+
+
+def tile_grid(frame_w: int, frame_h: int, side_frac: float, overlap: float) -> list[Crop]:
+    """Overlapping square tiles of side `side_frac` x frame height covering the frame, row by row."""
+    side = max(1, min(round(side_frac * frame_h), frame_w, frame_h))
+    xs, ys = _starts(frame_w, side, overlap), _starts(frame_h, side, overlap)
+    return [(x, y, x + side, y + side) for y in ys for x in xs]
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The passes of one run: `motion` crops or tiles first, then `sweep` tiles."""
+
+    motion: list[Crop]
+    sweep: list[Crop]
+
+    @property
+    def crops(self) -> list[Crop]:
+        return [*self.motion, *self.sweep]
+
+
+def plan_passes(boxes: Sequence[Box], grid: Sequence[Crop], frame_w: int, frame_h: int, budget: int,
+                last_seen: Mapping[Crop, int], *, margin: float, min_crop: float) -> Plan:
+    """At most `budget` passes: motion crops when they fit (each no larger than a tile, no more
+    than the budget), else the grid tiles they touch; the remainder fills with the other tiles.
+    Among equals, tiles with the smallest `last_seen` (run counter) come first."""
+    crops = plan_crops(boxes, frame_w, frame_h, margin=margin, min_crop=min_crop)
+    # A crop up to twice a tile is one person close by (or a small group): looked at whole,
+    # not cut by tile edges. Larger ones are what merged motion all over a busy frame gives.
+    tile_side = min((t[2] - t[0] for t in grid), default=0)
+    fitting = [c for c in crops if c[2] - c[0] <= 2 * tile_side]
+    if len(fitting) == len(crops) and len(crops) <= budget:
+        motion, touched = crops, []
+    else:
+        motion = []
+        touched = [t for t in grid if any(overlap(t, c) for c in crops)]
+        touched.sort(key=lambda t: last_seen.get(t, -1))
+        motion = touched[:budget]
+    rest = [t for t in grid if t not in touched and not any(_covers(c, t) for c in motion)]
+    rest.sort(key=lambda t: last_seen.get(t, -1))
+    return Plan(motion, rest[: budget - len(motion)])
+
+
+def _covers(a: Crop, b: Crop) -> bool:
+    """True when crop `a` contains most (>= 3/4) of tile `b`: looking at `b` again adds little."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    return ix * iy >= 0.75 * crop_area(b)
 
 
 def to_frame(box: Box, crop: Crop, frame_w: int, frame_h: int) -> Box:
@@ -134,16 +201,85 @@ def merge_detections(detections: Sequence[Detection], iou: float) -> list[Detect
     return out
 
 
+def _cut_sides(box_px: tuple[float, float, float, float], crop: Crop, frame_w: int, frame_h: int,
+               tol: float) -> tuple[bool, bool, bool, bool]:
+    """Which sides (left, top, right, bottom) of a box lie on an inner edge of its crop: the
+    person may go on beyond it. Crop edges on the frame border cut nobody."""
+    x1, y1, x2, y2 = box_px
+    cx1, cy1, cx2, cy2 = crop
+    return (cx1 > 0 and x1 - cx1 <= tol, cy1 > 0 and y1 - cy1 <= tol,
+            cx2 < frame_w and cx2 - x2 <= tol, cy2 < frame_h and cy2 - y2 <= tol)
+
+
+def _span_iou(a1: float, a2: float, b1: float, b2: float) -> float:
+    inter = max(0.0, min(a2, b2) - max(a1, b1))
+    union = max(a2, b2) - min(a1, b1)
+    return inter / union if union > 0 else 0.0
+
+
+def join_cut(parts: Sequence[tuple[Detection, Crop]], frame_w: int, frame_h: int,
+             tol_frac: float = 0.02, span_iou: float = 0.5) -> list[Detection]:
+    """Detections (with the crop each came from) in frame coordinates, with the parts of a
+    person cut by a crop's inner edge joined into one box (the union, the better score).
+
+    Two boxes from different crops are joined when one is cut on a side, they overlap, and
+    along that side they line up (their spans across the cut overlap by `span_iou`).
+    """
+    items: list[_Part] = []
+    for d, crop in parts:
+        b = d.box
+        px = (b[0] * frame_w, b[1] * frame_h, b[2] * frame_w, b[3] * frame_h)
+        tol = tol_frac * max(crop[2] - crop[0], crop[3] - crop[1])
+        items.append(_Part(d, frozenset({crop}), _cut_sides(px, crop, frame_w, frame_h, tol)))
+    joined = True
+    while joined:
+        joined = False
+        for i in range(len(items)):
+            for j in range(i + 1, len(items)):
+                a, b2 = items[i], items[j]
+                if a.det.label != b2.det.label or a.crops & b2.crops or \
+                        not _may_join(a.det.box, a.cut, b2.det.box, b2.cut, span_iou):
+                    continue
+                x, y = a.det.box, b2.det.box
+                box = (min(x[0], y[0]), min(x[1], y[1]), max(x[2], y[2]), max(x[3], y[3]))
+                cut = (a.cut[0] and b2.cut[0], a.cut[1] and b2.cut[1], a.cut[2] and b2.cut[2], a.cut[3] and b2.cut[3])
+                items[i] = _Part(Detection(box, max(a.det.score, b2.det.score), a.det.label), a.crops | b2.crops, cut)
+                del items[j]
+                joined = True
+                break
+            if joined:
+                break
+    return [it.det for it in items]
+
+
+@dataclass(slots=True)
+class _Part:
+    det: Detection
+    crops: frozenset[Crop]
+    cut: tuple[bool, bool, bool, bool]  # left, top, right, bottom on an inner crop edge
+
+
+def _may_join(a: Box, ka: tuple[bool, ...], b: Box, kb: tuple[bool, ...], span_iou: float) -> bool:
+    """Overlapping, one cut, and lined up across the cut."""
+    if not (min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])):
+        return False
+    cut_lr = ka[0] or ka[2] or kb[0] or kb[2]
+    cut_tb = ka[1] or ka[3] or kb[1] or kb[3]
+    return (cut_lr and _span_iou(a[1], a[3], b[1], b[3]) >= span_iou) or \
+        (cut_tb and _span_iou(a[0], a[2], b[0], b[2]) >= span_iou)
+
+
 def detect_in_crops(image_bgr: np.ndarray, crops: Sequence[Crop], detector: Detector,
                     nms_iou: float) -> list[Detection]:
-    """Run `detector` on each crop of the image; detections in full-frame normalised coordinates."""
+    """Run `detector` on each crop of the image; detections in full-frame normalised
+    coordinates, parts cut by crop edges joined, duplicates removed."""
     h, w = image_bgr.shape[:2]
-    found = []
+    parts = []
     for crop in crops:
         x1, y1, x2, y2 = crop
         for d in detector.detect(image_bgr[y1:y2, x1:x2]):
-            found.append(Detection(to_frame(d.box, crop, w, h), d.score, d.label))
-    return merge_detections(found, nms_iou)
+            parts.append((Detection(to_frame(d.box, crop, w, h), d.score, d.label), crop))
+    return merge_detections(join_cut(parts, w, h), nms_iou)
 
 
 # --- thin stateful wrappers -------------------------------------------------
@@ -178,7 +314,8 @@ class RateLimiter:
 
 
 class RegionDetector:
-    """Runs a detector on the motion crops of a frame, at most `max_fps` times per second.
+    """Runs a detector on motion crops and tiles of a frame (see the module docstring), at
+    most `max_fps` runs per second and `max_tiles` passes per run.
 
     `detect` returns None when it did not look (no motion, or too soon since
     the last run) and a list, maybe empty, when it did: "no person found" and
@@ -196,6 +333,17 @@ class RegionDetector:
         self.settings = settings
         self.limiter = RateLimiter(self.settings.max_fps, clock)
         self.last_crops: list[Crop] = []  # of the last run, for overlays and metrics
+        self._grid: list[Crop] = []
+        self._grid_set: frozenset[Crop] = frozenset()
+        self._grid_size: tuple[int, int] = (0, 0)
+        self._last_seen: dict[Crop, int] = {}  # tile → the run that last looked at it
+        self._runs = 0
+
+    def grid(self, w: int, h: int) -> list[Crop]:
+        if self._grid_size != (w, h):
+            self._grid = pyramid(w, h, self.settings.tile_side, self.settings.tile_overlap)
+            self._grid_set, self._grid_size, self._last_seen = frozenset(self._grid), (w, h), {}
+        return self._grid
 
     def detect(self, image_bgr: np.ndarray, motion_boxes: Sequence[Box], now: float | None = None,
                watch: Sequence[Box] = ()) -> list[Detection] | None:
@@ -204,6 +352,11 @@ class RegionDetector:
             return None
         s = self.settings
         h, w = image_bgr.shape[:2]
-        self.last_crops = plan_crops(boxes, w, h, margin=s.crop_margin, min_crop=s.min_crop,
-                                     full_frame_above=s.full_frame_above)
+        plan = plan_passes(boxes, self.grid(w, h), w, h, s.max_tiles, self._last_seen,
+                           margin=s.crop_margin, min_crop=s.min_crop)
+        self._runs += 1
+        for c in plan.crops:
+            if c in self._grid_set:  # only tiles: motion crops vary, and would pile up here
+                self._last_seen[c] = self._runs
+        self.last_crops = plan.crops
         return detect_in_crops(image_bgr, self.last_crops, self.detector, s.nms_iou)

@@ -4,15 +4,19 @@ On the full-resolution frame, in this order:
 
 1. the privacy masks are filled again (the caller passes a masked frame; this
    is belt and braces, and it paints them in the snapshot's fill colour);
-2. people are found: the boxes the caller passes (from the motion-crop
-   detector) plus the anonymiser's own person detector, run on the whole
-   frame and on overlapping square tiles of it, which catches people the
-   motion crops never looked at (the SSD stretches its input to a square, so
-   on a 16:9 frame alone it misses people the tiles find);
+2. people are found: the boxes the caller passes (the tracks' boxes) plus the
+   anonymiser's own person detector, run on the whole frame, on square tiles
+   of the frame height, and on a fine grid of small overlapping tiles of the
+   full-resolution frame (`SNAPSHOT_TILE_SIDE` of its height), where a distant
+   person 25 px tall fills a third of a tile. A snapshot is rare, so it affords
+   this thorough pass (about 40 detector passes); it finds people standing still
+   whom no track and no motion holds;
+   the current moving regions the caller passes are hidden too, widened by
+   `motion_margin`: a person the detector misses while walking is still covered;
 3. faces are found by CenterFace on the masked frame (not on the frame with
    people already filled, so a face is found even where a person box is off);
-4. every person box (widened by `person_margin`) and every face box (widened
-   by `face_margin`) is filled SOLID with the fill colour. Blurring and
+4. every person box (widened by `person_margin`), every moving region and every
+   face box (widened by `face_margin`) is filled SOLID with the fill colour. Blurring and
    pixelating are not used: both keep information that can be partly undone.
 
 Failing closed: whenever a model is missing, fails its checksum, or inference
@@ -38,7 +42,7 @@ from vaktpost.edge.detectors import Detector, FaceDetector
 from vaktpost.edge.detectors.faces import MODEL_NAME as FACE_MODEL
 from vaktpost.edge.detectors.faces import CenterFace
 from vaktpost.edge.detectors.factory import create_detector
-from vaktpost.edge.detectors.regions import Crop, expand_box, to_frame
+from vaktpost.edge.detectors.regions import Crop, expand_box, tile_grid, to_frame
 from vaktpost.edge.geometry import Box
 from vaktpost.edge.modelfile import MANIFEST, ModelError, load_manifest, sha256_of
 from vaktpost.edge.privacy.masks import PrivacyMasker
@@ -46,6 +50,11 @@ from vaktpost.edge.privacy.masks import PrivacyMasker
 Reason = Literal["model_missing", "model_checksum", "inference_error"]
 REASONS: tuple[str, ...] = get_args(Reason)
 T = TypeVar("T")
+# The fine snapshot grid: a tile a quarter of the frame height shows a person of 25 px
+# (at 480x360) at a third of the tile, where SSDLite finds most (docs/evaluation.md);
+# half-overlapping, so every person up to half a tile tall lies whole in some tile.
+SNAPSHOT_TILE_SIDE = 0.25
+SNAPSHOT_TILE_OVERLAP = 0.5
 
 
 class AnonymiseError(RuntimeError):
@@ -66,10 +75,11 @@ class Cover:
 
     people: tuple[Box, ...] = ()
     faces: tuple[Box, ...] = ()
+    moving: tuple[Box, ...] = ()
 
     @property
     def boxes(self) -> tuple[Box, ...]:
-        return self.people + self.faces
+        return self.people + self.faces + self.moving
 
 
 # --- pure helpers -------------------------------------------------------------------
@@ -126,15 +136,21 @@ def person_tiles(width: int, height: int) -> list[Crop]:
     return [whole, *[(0, s, width, s + side) for s in starts]]
 
 
+def snapshot_tiles(width: int, height: int) -> list[Crop]:
+    """`person_tiles`, then the fine grid: squares of SNAPSHOT_TILE_SIDE of the height, half overlapping."""
+    return [*person_tiles(width, height), *tile_grid(width, height, SNAPSHOT_TILE_SIDE, SNAPSHOT_TILE_OVERLAP)]
+
+
 def detect_people(detector: Detector, image: np.ndarray) -> list[Box]:
-    """Person boxes, normalised to `image`, from every tile of `person_tiles`.
+    """Person boxes, normalised to `image`, from every tile of `snapshot_tiles`.
 
     No NMS across tiles: overlapping boxes all get filled, and their union
-    hides at least as much as the best of them.
+    hides at least as much as the best of them (a person cut by a tile edge
+    is covered by the parts from both tiles).
     """
     h, w = image.shape[:2]
     boxes: list[Box] = []
-    for crop in person_tiles(w, h):
+    for crop in snapshot_tiles(w, h):
         x1, y1, x2, y2 = crop
         boxes.extend(to_frame(d.box, crop, w, h) for d in detector.detect(image[y1:y2, x1:x2]))
     return boxes
@@ -214,8 +230,9 @@ class Anonymiser:
     def _mask(self, shape: tuple[int, ...]) -> np.ndarray | None:
         return self.masker.mask_for(shape) if self.masker else None
 
-    def find(self, frame_masked: np.ndarray, person_boxes: Sequence[Box] = ()) -> Cover:
-        """What to hide in this frame: the given person boxes, the people and the faces found, with margins."""
+    def find(self, frame_masked: np.ndarray, person_boxes: Sequence[Box] = (), moving: Sequence[Box] = ()) -> Cover:
+        """What to hide in this frame: the given person boxes, the people and the faces found, and
+        the `moving` regions, with margins."""
         if self.unavailable is not None:
             raise AnonymiseError(self.unavailable, self.detail)
         check_frame(frame_masked)
@@ -225,7 +242,8 @@ class Anonymiser:
             people = detect_people(self.person_detector, seen)
             faces = [f.box for f in self.faces.detect(seen, self.settings.face_threshold)]
             return Cover(widen([*person_boxes, *people], self.settings.person_margin),
-                         widen(faces, self.settings.face_margin))
+                         widen(faces, self.settings.face_margin),
+                         widen(moving, self.settings.motion_margin))
         except Exception as e:  # whatever went wrong, the frame is not known to be anonymous
             raise AnonymiseError("inference_error", f"{type(e).__name__}: {e}") from e
 
@@ -233,9 +251,10 @@ class Anonymiser:
         """A copy of `image`, at any resolution, with the masks and `cover` filled."""
         return paint(image, self._mask(image.shape), cover.boxes, self.settings.fill)
 
-    def anonymise(self, frame_masked: np.ndarray, person_boxes: Sequence[Box] = ()) -> np.ndarray:
-        """The full-resolution frame with masks, people and faces filled solid; or AnonymiseError."""
-        return self.paint(frame_masked, self.find(frame_masked, person_boxes))
+    def anonymise(self, frame_masked: np.ndarray, person_boxes: Sequence[Box] = (),
+                  moving: Sequence[Box] = ()) -> np.ndarray:
+        """The full-resolution frame with masks, people, faces and moving regions filled solid; or AnonymiseError."""
+        return self.paint(frame_masked, self.find(frame_masked, person_boxes, moving))
 
 
 def _load(name: str, models_dir: Path | str | None, build: Callable[[], T]) -> T:
@@ -257,4 +276,5 @@ __all__ = [
     "model_file_problem",
     "paint",
     "person_tiles",
+    "snapshot_tiles",
 ]

@@ -100,23 +100,24 @@ def encode_jpeg(image: np.ndarray, width: int, quality: int) -> bytes:
 
 
 def snapshot_image(anonymiser: Anonymiser, frame_masked: np.ndarray, person_boxes: Sequence[Box],
-                   settings: SnapshotSettings) -> np.ndarray:
+                   settings: SnapshotSettings, moving: Sequence[Box] = ()) -> np.ndarray:
     """The exact array `make_snapshot` encodes: anonymised at full resolution, downscaled,
     and its hidden regions filled again at the output size. Raises AnonymiseError."""
-    cover = anonymiser.find(frame_masked, person_boxes)
+    cover = anonymiser.find(frame_masked, person_boxes, moving)
     full = anonymiser.paint(frame_masked, cover)
     small = downscale(full, settings.width)
     return anonymiser.paint(small, cover) if small is not full else full
 
 
 def make_snapshot(anonymiser: Anonymiser, frame_masked: np.ndarray, person_boxes: Sequence[Box],
-                  settings: SnapshotSettings) -> bytes:
-    """Anonymised JPEG snapshot of a privacy-masked frame; `person_boxes` are normalised to it.
+                  settings: SnapshotSettings, moving: Sequence[Box] = ()) -> bytes:
+    """Anonymised JPEG snapshot of a privacy-masked frame; `person_boxes` (the tracks') and
+    `moving` (the motion stage's current boxes) are normalised to it and hidden too.
 
     Fails closed: raises vaktpost.edge.evidence.anonymise.AnonymiseError, and produces no bytes,
     whenever the frame cannot be anonymised; EncodeError when the JPEG cannot be made.
     """
-    image = snapshot_image(anonymiser, frame_masked, person_boxes, settings)
+    image = snapshot_image(anonymiser, frame_masked, person_boxes, settings, moving)
     return encode_jpeg(image, settings.width, settings.quality)
 
 
