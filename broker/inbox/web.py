@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.numbers import format_decimal
 from babel.support import NullTranslations
 from fastapi import HTTPException, Request
@@ -58,12 +59,16 @@ class Inbox:
 
 
 def _environment(lang: str, translations: NullTranslations, zone: ZoneInfo) -> Environment:
+    # The templates ship with the package: no stat of every included file per render
+    # (auto_reload), which a page with hundreds of rows pays hundreds of times.
     env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(default=True),
-                      extensions=["jinja2.ext.i18n"])
+                      extensions=["jinja2.ext.i18n"], auto_reload=False)
     env.install_gettext_translations(translations, newstyle=True)  # type: ignore[attr-defined]
     gettext = translations.gettext
-    env.filters["localtime"] = lambda value, fmt="medium": local_time(value, zone, lang, fmt)
-    env.filters["decimal"] = lambda value: format_decimal(value, format="#,##0.0", locale=lang)
+    # A parsed Locale: Babel parses a locale name again on every call otherwise.
+    locale = Locale.parse(lang)
+    env.filters["localtime"] = lambda value, fmt="medium": local_time(value, zone, locale, fmt)
+    env.filters["decimal"] = lambda value: format_decimal(value, format="#,##0.0", locale=locale)
     env.globals["static"] = lambda path: f"/static/{path}"
     # Labels of stored values; the strings are listed so that extraction finds them.
     labels = {"admin": gettext("admin"), "operator": gettext("operator"), "viewer": gettext("viewer"),
