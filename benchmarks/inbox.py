@@ -209,7 +209,7 @@ def measure_api(base: str, store: Store, district: str, runs: int) -> dict[str, 
     """The JSON API's listings with bearer tokens; "not built" while this tree has no
     vaktpost.broker.inbox.tokens (the API is another branch's work)."""
     try:
-        from vaktpost.broker.inbox.tokens import Tokens  # type: ignore[import-not-found,unused-ignore]
+        from vaktpost.broker.inbox.tokens import Tokens
     except ImportError:
         return "not built"
     tokens = Tokens(store.engine)
