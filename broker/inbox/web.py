@@ -13,7 +13,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale
-from babel.numbers import format_decimal
+from babel.numbers import parse_pattern
 from babel.support import NullTranslations
 from fastapi import HTTPException, Request
 from fastapi.responses import HTMLResponse
@@ -68,7 +68,8 @@ def _environment(lang: str, translations: NullTranslations, zone: ZoneInfo) -> E
     # A parsed Locale: Babel parses a locale name again on every call otherwise.
     locale = Locale.parse(lang)
     env.filters["localtime"] = lambda value, fmt="medium": local_time(value, zone, locale, fmt)
-    env.filters["decimal"] = lambda value: format_decimal(value, format="#,##0.0", locale=locale)
+    one_decimal = parse_pattern("#,##0.0")  # format_decimal would parse it on every call
+    env.filters["decimal"] = lambda value: one_decimal.apply(value, locale)
     env.globals["static"] = lambda path: f"/static/{path}"
     # Labels of stored values; the strings are listed so that extraction finds them.
     labels = {"admin": gettext("admin"), "operator": gettext("operator"), "viewer": gettext("viewer"),
@@ -94,6 +95,11 @@ def _environment(lang: str, translations: NullTranslations, zone: ZoneInfo) -> E
     env.globals["label"] = env.globals["role_label"] = env.globals["state_label"] = env.globals["kind_label"] = \
         lambda value: labels.get(str(value), str(value))
     env.globals["action_label"] = lambda value: actions.get(str(value), str(value))
+    # The camera health table's column names (also each cell's data-label), translated once
+    # here rather than in every row: the places page of a city shows hundreds of cameras.
+    env.globals["health_columns"] = {
+        "camera": gettext("Camera"), "status": gettext("Status"), "heartbeat": gettext("Last heartbeat"),
+        "outbox": gettext("Outbox"), "temperature": gettext("Temperature"), "dropped": gettext("Dropped frames")}
     return env
 
 
