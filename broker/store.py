@@ -457,6 +457,7 @@ class Store:
         metadata.create_all(self.engine)
         self._add_missing_columns()
         self._rekey_by_node()
+        self._add_missing_indexes()
 
     def _add_missing_columns(self) -> None:
         insp = inspect(self.engine)
@@ -468,6 +469,25 @@ class Store:
                         ddl = CreateColumn(metadata.tables[name].c[col]).compile(dialect=self.engine.dialect)
                         conn.execute(text(f"ALTER TABLE {name} ADD COLUMN {ddl}"))
                         log.info("place log: added column %s.%s", name, col)
+
+    def index_names(self) -> set[str]:
+        """Names of the indexes in the database (SQLAlchemy's reflection leaves out
+        expression indexes on SQLite)."""
+        q = ("SELECT name FROM sqlite_master WHERE type = 'index'" if self.dialect == "sqlite"
+             else "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")
+        with self.engine.connect() as conn:
+            return set(conn.execute(text(q)).scalars())
+
+    def _add_missing_indexes(self) -> None:
+        """Indexes added to existing tables after their first release (create_all makes
+        indexes only with their table)."""
+        have = self.index_names()
+        for table in metadata.sorted_tables:
+            for index in table.indexes:
+                if index.name not in have:
+                    with self.engine.begin() as conn:
+                        index.create(conn)
+                    log.info("place log: added index %s", index.name)
 
     def _rekey_by_node(self) -> None:
         """Give tables of an older place log their key (event_id, node_id)."""

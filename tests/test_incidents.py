@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 from mqtt_harness import Broker, running_central, wait_until
+from sqlalchemy import event as sqlalchemy_event
+from sqlalchemy import text
 
 from vaktpost.broker.config import CentralConfig, IncidentsSection, parse_central
 from vaktpost.broker.incidents import retention, service
@@ -430,6 +432,36 @@ def test_list_filters_and_order(store: Store, grouper: Grouper) -> None:
     assert [i.state for i in incidents_of(store, state="resolved")] == [State.resolved]
     service.assign(store, incidents_of(store, type="motion")[0].id, "bo", actor="anna")
     assert [i.type for i in incidents_of(store, owner="bo")] == [IncidentType.motion]
+
+
+
+def test_listings_read_their_order_off_the_index(store: Store, grouper: Grouper) -> None:
+    """The list's ORDER BY is ix_incidents_list's expression, so PostgreSQL pages (even at
+    an offset, even per district) without sorting every incident; an older place log gets
+    the index from create_all."""
+    ingest(store, grouper, [event(0, end=1), event(100, type="motion", zone=None, end=101)], now=at(200))
+    with store.engine.begin() as conn:
+        conn.execute(text("DROP INDEX ix_incidents_list"))
+    store.create_all()
+    assert "ix_incidents_list" in store.index_names()
+    if store.dialect != "postgresql":
+        return
+    statements: list[tuple[str, object]] = []
+
+    def capture(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        statements.append((statement, parameters))
+
+    sqlalchemy_event.listen(store.engine, "before_cursor_execute", capture)
+    try:
+        service.list_incidents(store, district=["Norrby"], limit=51, offset=50)
+    finally:
+        sqlalchemy_event.remove(store.engine, "before_cursor_execute", capture)
+    with store.engine.begin() as conn:
+        conn.execute(text("SET LOCAL enable_sort = off"))  # a two-row table would rather sort
+        conn.execute(text("SET LOCAL enable_seqscan = off"))
+        sql, params = next(s for s in statements if "FROM incidents" in s[0])
+        plan = "\n".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params))  # type: ignore[arg-type]
+    assert "ix_incidents_list" in plan and "Sort" not in plan, plan
 
 
 # --- config --------------------------------------------------------------------------------

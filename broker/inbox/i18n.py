@@ -14,6 +14,7 @@ from io import BytesIO
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from babel import Locale
 from babel.dates import format_datetime
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
@@ -48,7 +49,7 @@ def choose_language(query: str | None, cookies: Mapping[str, str]) -> str:
     return DEFAULT_LANGUAGE
 
 
-def local_time(value: datetime | None, zone: ZoneInfo, lang: str, fmt: str = "medium") -> str:
+def local_time(value: datetime | None, zone: ZoneInfo, lang: str | Locale, fmt: str = "medium") -> str:
     """`value` (aware; naive is UTC) in `zone`, formatted for `lang`; '—' for None."""
     if value is None:
         return "—"

@@ -18,11 +18,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import and_, case, exists, select, update
+from sqlalchemy import and_, exists, select, update
 from sqlalchemy.engine import Connection
 
 from vaktpost.broker.incidents.kinds import OPEN_STATES, Action, IncidentType, Outcome, Priority, State
-from vaktpost.broker.incidents.tables import audit_log, incident_events, incident_places, incidents
+from vaktpost.broker.incidents.tables import LIST_ORDER, audit_log, incident_events, incident_places, incidents
 from vaktpost.broker.store import Store, as_utc, events, places, snapshots, utcnow
 
 MAX_TEXT = 4000  # a comment or resolution note, characters
@@ -138,9 +138,7 @@ def list_incidents(
     open ones first, then highest priority, then newest."""
     i, ip = incidents.c, incident_places.c
     open_ = i.state.in_([s.value for s in OPEN_STATES])
-    q = (select(incidents)
-         .order_by(case((open_, 0), else_=1), i.priority.desc(), i.opened_at.desc(), i.id.desc())
-         .limit(limit).offset(offset))
+    q = select(incidents).order_by(*LIST_ORDER).limit(limit).offset(offset)
     if (districts := _values(district)) is not None:
         q = q.where(exists().where(ip.incident_id == i.id, ip.place_id == places.c.id,
                                    places.c.district.in_(districts)))
