@@ -102,6 +102,10 @@ def _environment(lang: str, translations: NullTranslations, zone: ZoneInfo) -> E
     env.globals["health_columns"] = {
         "camera": gettext("Camera"), "status": gettext("Status"), "heartbeat": gettext("Last heartbeat"),
         "outbox": gettext("Outbox"), "temperature": gettext("Temperature"), "dropped": gettext("Dropped frames")}
+    # Likewise the incident list's columns (`_incident_row.html`, up to 50 rows a page).
+    env.globals["incident_columns"] = {
+        "priority": gettext("Priority"), "incident": gettext("Incident"), "place": gettext("Place"),
+        "began": gettext("Began"), "events": gettext("Events"), "state": gettext("State"), "owner": gettext("Owner")}
     return env
 
 

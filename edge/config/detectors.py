@@ -23,6 +23,15 @@ def is_model_path(model: str) -> bool:
 class DetectorSettings(Strict):
     """The `detector:` section of a camera."""
 
+    @model_validator(mode="before")
+    @classmethod
+    def _removed(cls, data: object) -> object:
+        # An old config should say what replaced the key, not just "extra inputs not permitted".
+        if isinstance(data, dict) and "full_frame_above" in data:
+            raise ValueError("full_frame_above was removed: a busy frame is now covered by tiles "
+                             "(tile_side, tile_overlap, max_tiles)")
+        return data
+
     kind: Literal["none", "ssd", "yolo"] = Field(
         "ssd",
         description="none: no person detection; ssd: TF Object Detection API SSD exported to ONNX; "
