@@ -275,10 +275,10 @@ def test_detector_is_fast() -> None:
     det = MotionDetector(MotionSection())
     seq = [make_frame(i) for i in range(40)]
     det.detect(seq[0])
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time of the process: what other jobs on a shared runner do not inflate
     for f in seq[1:]:
         det.detect(f)
-    per_frame = (time.perf_counter() - t0) / (len(seq) - 1)
+    per_frame = (time.process_time() - t0) / (len(seq) - 1)
     assert per_frame < 0.010  # 640x480; typically ~1 ms on x86 (generous for shared CI)
 
 
