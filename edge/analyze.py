@@ -17,6 +17,7 @@ from pathlib import Path
 from vaktpost.contract.events import Event
 from vaktpost.edge.capture.sources import SourceError, open_source, sampled_frames
 from vaktpost.edge.config import Camera, NodeConfig
+from vaktpost.edge.geometry import Box
 from vaktpost.edge.pipeline import CameraPipeline
 
 
@@ -42,8 +43,17 @@ def frame_total(video: Path) -> int | None:
     return n
 
 
+def pixel_boxes(boxes: list[Box], shape: tuple[int, ...]) -> list[list[int]]:
+    """Normalised boxes → [x1, y1, x2, y2] in the pixels of an image of `shape` (x2, y2 exclusive)."""
+    h, w = shape[:2]
+    return [[round(x1 * w), round(y1 * h), round(x2 * w), round(y2 * h)] for x1, y1, x2, y2 in boxes]
+
+
 def analyze(video: Path, config: NodeConfig, camera: Camera, start_time: datetime, *,
-            on_frame: Callable[[int], None] | None = None) -> AnalyzeResult:
+            on_frame: Callable[[int], None] | None = None,
+            on_motion: Callable[[int, list[list[int]]], None] | None = None) -> AnalyzeResult:
+    """`on_motion(i, boxes)`: after each analysed frame (i counts decoded frames from 0),
+    the motion stage's boxes in the video's pixels."""
     if start_time.tzinfo is None:
         raise ValueError("start time must carry a time zone")
     seq = itertools.count()
@@ -62,6 +72,8 @@ def analyze(video: Path, config: NodeConfig, camera: Camera, start_time: datetim
             final[u.event.event_id] = u.event
             if u.snapshot is not None:
                 result.snapshots[u.event.event_id] = u.snapshot
+        if on_motion and pipeline.last_motion is not None:
+            on_motion(index, pixel_boxes(pipeline.last_motion.boxes, image.shape))
     for u in pipeline.finish():
         final[u.event.event_id] = u.event
     result.duration_s = t

@@ -61,6 +61,7 @@ class CameraPipeline:
         self.next_seq = next_seq
         self.masker = PrivacyMasker(camera.privacy_masks)
         self.motion = MotionDetector(camera.motion, camera.motion_masks)
+        self.last_motion: MotionResult | None = None
         m = camera.motion
         self.motion_events = Lifecycle(
             EventIdentity(node_id, camera.id, EventType.motion),
@@ -101,6 +102,7 @@ class CameraPipeline:
         ts = t.timestamp()
         result = self.motion.detect(frame)
         self._moving = result.boxes  # hidden in a snapshot of this frame
+        self.last_motion = result  # for `vaktpost analyze --motion-boxes`
         updates = self._motion(result, t)
         if self.people is not None:
             # Tracked people are looked at too: someone standing still fades from motion.

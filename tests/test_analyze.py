@@ -100,3 +100,33 @@ def test_corrupt_video_file_is_a_clear_error(tmp_path):
     run = subprocess.run([sys.executable, "-m", "vaktpost.cli", "analyze", str(bad), "--config", str(cfg_file)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2 and "cannot open" in run.stderr
+
+
+def test_cli_motion_boxes_per_analysed_frame_in_video_pixels(schoolyard, tmp_path):
+    scene, video = schoolyard  # 640x360 at 10 fps, analysed at 5 fps: every second decoded frame
+    cfg_file = tmp_path / "node.yaml"
+    cfg_file.write_text(yaml.safe_dump(node_config(video)))
+    boxes_file = tmp_path / "motion.jsonl"
+    run = subprocess.run([sys.executable, "-m", "vaktpost.cli", "analyze", str(video), "--config", str(cfg_file),
+                          "--start-time", "2026-11-26T20:00:00", "--out", str(tmp_path / "events.jsonl"),
+                          "--motion-boxes", str(boxes_file)], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    rows = [json.loads(line) for line in boxes_file.read_text().splitlines()]
+    assert [r["frame"] for r in rows] == list(range(0, scene.frame_count, 2))
+    hits = 0
+    for r in rows:
+        t = scene.frame_time(r["frame"])
+        truth = [(x1 * scene.width, y1 * scene.height, x2 * scene.width, y2 * scene.height)
+                 for x1, y1, x2, y2 in scene.truth_boxes(t)]
+        for x1, y1, x2, y2 in r["boxes"]:
+            assert all(isinstance(v, int) for v in (x1, y1, x2, y2))
+            assert 0 <= x1 < x2 <= scene.width and 0 <= y1 < y2 <= scene.height
+            # Every box lies on a walker (no false motion in this scene), in pixels, not normalised.
+            assert any(min(x2, tx2) - max(x1, tx1) > 0.5 * (x2 - x1) and min(y2, ty2) - max(y1, ty1) > 0
+                       for tx1, ty1, tx2, ty2 in truth)
+            hits += 1
+    assert hits >= 0.8 * sum(1 for r in rows if scene.truth_boxes(scene.frame_time(r["frame"])))
+    bad = subprocess.run([sys.executable, "-m", "vaktpost.cli", "analyze", str(video), "--config", str(cfg_file),
+                          "--motion-boxes", str(tmp_path / "no" / "such" / "dir" / "m.jsonl")],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--motion-boxes: cannot write" in bad.stderr

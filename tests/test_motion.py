@@ -108,6 +108,21 @@ def test_clean_mask_drops_speckle_and_joins_parts() -> None:
     assert len(boxes_from_mask(out, 0.0)) == 1
 
 
+def test_clean_mask_around_survivors_equals_whole_image_morphology() -> None:
+    rng = np.random.default_rng(1)
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(5, 80, 2))
+        m = np.zeros((h, w), np.uint8)
+        for _ in range(int(rng.integers(0, 6))):
+            y, x = int(rng.integers(0, h)), int(rng.integers(0, w))
+            m[y : y + int(rng.integers(1, 15)), x : x + int(rng.integers(1, 15))] = 255
+        m[rng.random((h, w)) < rng.choice([0.0, 0.01, 0.2])] = 255  # speckle
+        o, c = int(rng.choice([1, 3, 5])), int(rng.choice([1, 3, 7, 9]))
+        whole = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((o, o), np.uint8))
+        whole = cv2.morphologyEx(whole, cv2.MORPH_CLOSE, np.ones((c, c), np.uint8))
+        assert np.array_equal(clean_mask(m, o, c), whole)
+
+
 def test_boxes_from_mask_normalised_and_min_area() -> None:
     m = np.zeros((100, 200), np.uint8)
     m[10:30, 50:90] = 255  # 40 x 20 px = 4 % of the image
@@ -275,10 +290,10 @@ def test_detector_is_fast() -> None:
     det = MotionDetector(MotionSection())
     seq = [make_frame(i) for i in range(40)]
     det.detect(seq[0])
-    t0 = time.perf_counter()
+    t0 = time.process_time()  # CPU time of the process: what other jobs on a shared runner do not inflate
     for f in seq[1:]:
         det.detect(f)
-    per_frame = (time.perf_counter() - t0) / (len(seq) - 1)
+    per_frame = (time.process_time() - t0) / (len(seq) - 1)
     assert per_frame < 0.010  # 640x480; typically ~1 ms on x86 (generous for shared CI)
 
 

@@ -122,6 +122,9 @@ def analyze(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write JSON lines here (default: stdout)")] = None,
     snapshots: Annotated[Path | None, typer.Option(
         help="Write every snapshot the node would send as DIR/<event_id>.jpg, byte for byte")] = None,
+    motion_boxes: Annotated[Path | None, typer.Option(
+        help='Write the motion boxes of every analysed frame as JSON lines: {"frame": i, "boxes": '
+             '[[x1, y1, x2, y2], ...]} in the video\'s pixels, i counting decoded frames from 0')] = None,
 ) -> None:
     """Run the node pipeline over a video file without MQTT; one JSON line per event, final state."""
     from rich.progress import BarColumn, Progress, TimeRemainingColumn
@@ -150,13 +153,26 @@ def analyze(
     if not video.is_file():
         raise _fail(f"{video}: no such file")
     total = frame_total(video)
+    try:
+        boxes_out = motion_boxes.open("w") if motion_boxes is not None else None
+    except OSError as e:
+        raise _fail(f"--motion-boxes: cannot write {motion_boxes}: {e.strerror}") from None
+
+    def write_boxes(index: int, boxes: list[list[int]]) -> None:
+        assert boxes_out is not None
+        boxes_out.write(json.dumps({"frame": index, "boxes": boxes}) + "\n")
+
     with Progress("[progress.description]{task.description}", BarColumn(), "{task.completed}/{task.total} frames",
                   TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=True) as progress:
         task = progress.add_task(escape(f"analysing {video.name}"), total=total)
         try:
-            result = run(video, cfg, cam, t0, on_frame=lambda i: progress.update(task, completed=i + 1))
+            result = run(video, cfg, cam, t0, on_frame=lambda i: progress.update(task, completed=i + 1),
+                         on_motion=write_boxes if boxes_out is not None else None)
         except (SourceError, ModelError) as e:
             raise _fail(str(e)) from None
+        finally:
+            if boxes_out is not None:
+                boxes_out.close()
     text = write_jsonl(result.events, out_file)
     if snapshots is not None:
         snapshots.mkdir(parents=True, exist_ok=True)
@@ -168,7 +184,8 @@ def analyze(
     err.print(escape(f"{video.name}: {result.frames_read} frames read, {result.frames_analysed} analysed "
                      f"at {cam.fps:g} fps over {result.duration_s:.1f} s → {counts}"
                      + (f"; written to {out_file}" if out_file else "")
-                     + (f"; {len(result.snapshots)} snapshots in {snapshots}" if snapshots else "")),
+                     + (f"; {len(result.snapshots)} snapshots in {snapshots}" if snapshots else "")
+                     + (f"; motion boxes in {motion_boxes}" if motion_boxes else "")),
               highlight=False)
 
 

@@ -3,11 +3,12 @@
 Per frame: downscale to grayscale → estimate the global brightness change
 (gain and offset) against the background → either treat the frame as an
 illumination step (re-seed, report nothing for a few frames) or compare it
-with the brightness-compensated background → threshold → morphological
-clean-up → connected components → drop and heal "ghosts" (what the
-background remembers but the scene no longer holds) → boxes → update the
-background, slowly where something moves. Pixels under motion masks never
-count. See docs/motion.md for the reasoning and tuning.
+with the brightness-compensated background (one difference image, reused
+for the mask and the score) → threshold → morphological clean-up → outer
+contours → drop and heal "ghosts" (what the background remembers but the
+scene no longer holds) → boxes → update the background, slowly where
+something moves. Pixels under motion masks never count. See docs/motion.md
+for the reasoning and tuning, and for what each step costs.
 
 The image math lives in small pure functions; `MotionDetector` only holds
 state (background, masks, settle counter, ghost candidates) and wires them
@@ -23,11 +24,13 @@ import cv2
 import numpy as np
 
 from vaktpost.edge.analysis.imageops import (
+    SampleSplit,
     estimate_illumination,
     is_ghost,
     motion_score,
     normalised_box,
     sample_indices,
+    split_samples,
     to_analysis_gray,
 )
 from vaktpost.edge.config.motion import MotionSection
@@ -35,8 +38,15 @@ from vaktpost.edge.geometry import Box, iou
 from vaktpost.edge.privacy.masks import polygon_mask
 
 Polygon = Sequence[Sequence[float]]
+Contour = np.ndarray  # (n, 1, 2) int32 points, as cv2.findContours returns them
 
-
+# Frames between refreshes of the background samples' dark/bright split: the
+# background moves by a few percent per frame at most, so the split stays valid.
+_SPLIT_REFRESH = 8
+# A blob that stays still where it was judged real (not a ghost) is judged again
+# only every this many frames: the outline test is the costliest per-blob step,
+# and what is still does not change its verdict from one frame to the next.
+_REAL_RECHECK = 5
 
 @dataclass
 class MotionResult:
@@ -77,41 +87,97 @@ def absolute_difference(gray: np.ndarray, background: np.ndarray) -> np.ndarray:
     return cv2.absdiff(gray.astype(np.float32), background.astype(np.float32, copy=False))
 
 
+def over_threshold(diff: np.ndarray, threshold: float) -> np.ndarray:
+    """uint8 mask, 255 where `diff` > threshold, else 0 (one OpenCV pass, no temporaries)."""
+    return cv2.compare(diff, float(threshold), cv2.CMP_GT)  # type: ignore[call-overload]  # stubs lack scalars
+
+
 def difference_mask(gray: np.ndarray, background: np.ndarray, threshold: float) -> np.ndarray:
     """uint8 mask, 255 where |gray - background| > threshold, else 0."""
-    return np.where(absolute_difference(gray, background) > threshold, np.uint8(255), np.uint8(0))
+    return over_threshold(absolute_difference(gray, background), threshold)
+
+
+def _square(size: int) -> np.ndarray:
+    return np.ones((size, size), np.uint8)
+
+
+Slices = tuple[slice, slice]  # (rows, columns) of an image
+
+
+def clean_mask_within(mask: np.ndarray, open_size: int = 3,
+                      close_size: int = 7) -> tuple[np.ndarray, Slices | None]:
+    """`clean_mask`, and the part of the image outside which the result is surely 0 (None: all 0).
+
+    Only the opening's erosion runs on the whole image; what survives it is
+    usually a few people, so the rest of the work is done around them: with
+    a margin wider than the remaining dilations and erosion reach, the crop's
+    edges are 0 before and after each step, and the result is the same as on
+    the whole image.
+    """
+    out = cv2.erode(mask, _square(open_size)) if open_size > 1 else mask
+    x, y, w, h = cv2.boundingRect(out)  # of the nonzero pixels
+    if w == 0 or h == 0:
+        return np.zeros_like(mask), None
+    margin = open_size + 2 * close_size
+    sl = (slice(max(0, y - margin), y + h + margin), slice(max(0, x - margin), x + w + margin))
+    roi = out[sl]
+    if open_size > 1:
+        roi = cv2.dilate(roi, _square(open_size))
+    if close_size > 1:
+        roi = cv2.morphologyEx(roi, cv2.MORPH_CLOSE, _square(close_size))
+    result = np.zeros_like(mask)
+    result[sl] = roi
+    return result, sl
 
 
 def clean_mask(mask: np.ndarray, open_size: int = 3, close_size: int = 7) -> np.ndarray:
     """Opening drops speckle smaller than `open_size`; closing joins the parts of one object."""
-    out = mask
-    if open_size > 1:
-        out = cv2.morphologyEx(out, cv2.MORPH_OPEN, np.ones((open_size, open_size), np.uint8))
-    if close_size > 1:
-        out = cv2.morphologyEx(out, cv2.MORPH_CLOSE, np.ones((close_size, close_size), np.uint8))
-    return out
+    return clean_mask_within(mask, open_size, close_size)[0]
 
 
-def blobs(mask: np.ndarray, min_area: float) -> tuple[np.ndarray, list[tuple[int, int, int, int, int]]]:
-    """Label image and (label, x, y, w, h) of the 8-connected blobs whose box covers >= `min_area`.
+def blobs(mask: np.ndarray, min_area: float,
+          within: Slices | None = None) -> list[tuple[Contour, int, int, int, int]]:
+    """(outer contour, x, y, w, h) of the 8-connected blobs whose box covers >= `min_area`.
 
-    Largest box first.
+    Largest box first. Outer contours cost a fraction of a labelling with
+    statistics and give the same boxes; a blob inside another's hole is left
+    out (its box lies inside the outer one anyway). `within`: where all of `mask`'s
+    nonzero pixels lie, to search only there (`clean_mask_within` says where).
     """
     h, w = mask.shape
-    _, labels, stats, _ = cv2.connectedComponentsWithStats((mask > 0).astype(np.uint8), connectivity=8)
-    kept = [
-        (i, int(x), int(y), int(bw), int(bh))
-        for i, (x, y, bw, bh, _area) in enumerate(stats)
-        if i > 0 and int(bw) * int(bh) >= min_area * h * w  # label 0 is the background
-    ]
+    rows, cols = within or (slice(0, h), slice(0, w))
+    offset = (cols.start or 0, rows.start or 0)
+    contours, _ = cv2.findContours(mask[rows, cols], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=offset)
+    kept = []
+    for c in contours:
+        x, y, bw, bh = cv2.boundingRect(c)
+        if bw * bh >= min_area * h * w:
+            kept.append((c, x, y, bw, bh))
     kept.sort(key=lambda b: -b[3] * b[4])
-    return labels, kept
+    return kept
+
+
+def union_slices(kept: Sequence[tuple[Contour, int, int, int, int]]) -> Slices:
+    """(rows, columns) slices of the smallest box around all `blobs` boxes."""
+    x1 = min(b[1] for b in kept)
+    y1 = min(b[2] for b in kept)
+    x2 = max(b[1] + b[3] for b in kept)
+    y2 = max(b[2] + b[4] for b in kept)
+    return slice(y1, y2), slice(x1, x2)
+
+
+def blob_mask(mask: np.ndarray, contour: Contour, sl: Slices) -> np.ndarray:
+    """bool crop `mask[sl]` of the one blob whose outer contour is `contour`."""
+    crop = mask[sl]
+    filled = np.zeros(crop.shape, np.uint8)
+    cv2.drawContours(filled, [contour], 0, 255, thickness=cv2.FILLED,
+                     offset=(-(sl[1].start or 0), -(sl[0].start or 0)))
+    return (filled & crop) > 0  # the fill covers the blob's holes; the mask does not
 
 
 def boxes_from_mask(mask: np.ndarray, min_area: float) -> list[Box]:
     """Normalised boxes of the blobs in `mask` whose box covers at least `min_area` of the image."""
-    _, kept = blobs(mask, min_area)
-    return [normalised_box(x, y, bw, bh, mask.shape) for _, x, y, bw, bh in kept]
+    return [normalised_box(x, y, bw, bh, mask.shape) for _, x, y, bw, bh in blobs(mask, min_area)]
 
 
 def changed_share(a: np.ndarray, b: np.ndarray, where: np.ndarray, threshold: float) -> float:
@@ -165,12 +231,15 @@ class MotionDetector:
         self.ghost_ratio = ghost_ratio
         self.ghost_frames = ghost_frames
         self._ghosts: list[tuple[tuple[int, int, int, int], int]] = []  # (x1, y1, x2, y2) pixels, frames seen
+        self._real: list[tuple[tuple[int, int, int, int], int]] = []  # still blobs judged real, frames since
         self.blur = blur
         self._close = close_kernel_for(self.settings.width)
-        self._grow = np.ones((3, 3), np.uint8)
+        self._grow = _square(3)
         self._background: np.ndarray | None = None  # float32, analysis size
         self._valid: np.ndarray | None = None  # uint8 255 where motion counts; None = everywhere
         self._samples = np.empty(0, np.intp)
+        self._split: SampleSplit | None = None
+        self._split_age = 0
         self._previous: np.ndarray | None = None  # last analysis frame, to see what is static
         self._settle = 0
         self.frames = 0
@@ -186,11 +255,18 @@ class MotionDetector:
         valid = np.ones(gray.shape, bool) if masked is None else ~masked
         self._valid = None if masked is None else np.where(valid, np.uint8(255), np.uint8(0))
         self._samples = sample_indices(valid)
+        self._split_age = _SPLIT_REFRESH  # stale: split on the next frame
         self._settle = 0
         self._ghosts = []
+        self._real = []
 
     def detect(self, frame: np.ndarray) -> MotionResult:
-        gray = to_analysis_gray(frame, self.settings.width, self.blur)
+        return self.detect_analysis(to_analysis_gray(frame, self.settings.width, blur=0))
+
+    def detect_analysis(self, analysis: np.ndarray) -> MotionResult:
+        """`detect` on the analysis copy of a frame: `to_analysis_gray(frame, width, blur=0)`,
+        which other stages (or a benchmark's MOG2) may share; blurring is this stage's own."""
+        gray = cv2.GaussianBlur(analysis, (self.blur | 1, self.blur | 1), 0) if self.blur > 1 else analysis.copy()
         self.frames += 1
         try:
             return self._detect(gray)
@@ -206,62 +282,86 @@ class MotionDetector:
 
         g_s = gray.ravel()[self._samples].astype(np.float32)
         b_s = bg.ravel()[self._samples]
-        raw_fraction = float(np.mean(np.abs(g_s - b_s) > s.threshold)) if g_s.size else 0.0
-        gain, offset = estimate_illumination(g_s, b_s)
-        if is_illumination_step(raw_fraction, global_shift(b_s, gain, offset), s.global_change, s.threshold):
+        raw_fraction = float(np.count_nonzero(cv2.absdiff(g_s, b_s) > s.threshold)) / g_s.size if g_s.size else 0.0
+        if self._split_age >= _SPLIT_REFRESH:
+            self._split, self._split_age = split_samples(b_s), 0
+        self._split_age += 1
+        gain, offset = estimate_illumination(g_s, b_s, self._split)
+        # The shift (gain, offset) predicts for the median background pixel: the median
+        # shift itself, as the prediction is monotonic in brightness, without a median.
+        mid = self._split.mid if self._split is not None else 0.0
+        shift = abs((gain - 1.0) * mid + offset)
+        if is_illumination_step(raw_fraction, shift, s.global_change, s.threshold):
             bg[...] = gray  # re-seed: the old background describes a different lighting
+            self._split_age = _SPLIT_REFRESH
             self._settle = self.settle_frames
             return MotionResult(changed_fraction=raw_fraction, illumination_change=True)
-        compensated = bg * np.float32(gain) + np.float32(offset)
+        # The one difference image of this frame, |gray - (gain * bg + offset)| in two passes:
+        # thresholded for the mask, averaged for the score.
+        diff = cv2.addWeighted(gray, 1.0, bg, -gain, -offset, dtype=cv2.CV_32F)
+        np.abs(diff, out=diff)
         if self._settle > 0:
             # Adapt fast to what the lighting is still doing, but not where something
             # differs outright: that is a passer-by, who must not be smeared into the background.
             self._settle -= 1
-            moving = cv2.dilate(difference_mask(gray, compensated, s.threshold), self._grow)
+            moving = cv2.dilate(over_threshold(diff, s.threshold), self._grow)
             cv2.accumulateWeighted(gray, bg, self.settle_rate, mask=cv2.bitwise_not(moving))
             cv2.accumulateWeighted(gray, bg, s.learning_rate, mask=moving)
             return MotionResult(changed_fraction=raw_fraction, illumination_change=True)
 
-        fg = difference_mask(gray, compensated, s.threshold)
+        fg = over_threshold(diff, s.threshold)
         if self._valid is not None:
             fg &= self._valid
-        fg = clean_mask(fg, 3, self._close)
-        if self._valid is not None:
-            fg &= self._valid  # closing can grow blobs back under a mask
-        boxes = self._real_boxes(gray, fg)
+        fg, active = clean_mask_within(fg, 3, self._close)
+        if active is None:
+            kept = []
+        else:
+            if self._valid is not None:
+                fg[active] &= self._valid[active]  # closing can grow blobs back under a mask
+            kept = blobs(fg, 0.0, active)
+        boxes = self._real_boxes(gray, fg, kept)
 
         score = 0.0
         if boxes:
             x1, y1, x2, y2 = boxes[0]
-            mean_diff = float(cv2.mean(absolute_difference(gray, compensated), mask=fg)[0])
+            around = union_slices(kept)  # all of fg lies in its blobs' boxes
+            mean_diff = float(cv2.mean(diff[around], mask=fg[around])[0])
             score = motion_score((x2 - x1) * (y2 - y1), mean_diff, s.threshold, s.min_area)
 
         # Learn the background: normally where nothing moves, slowly under motion
         # (grown by a pixel so blurred object edges are not learnt either).
-        moving = cv2.dilate(fg, self._grow)
-        cv2.accumulateWeighted(gray, bg, s.learning_rate, mask=cv2.bitwise_not(moving))
-        if self.foreground_rate_factor > 0 and moving.any():
-            cv2.accumulateWeighted(gray, bg, s.learning_rate * self.foreground_rate_factor, mask=moving)
+        if not kept:  # nothing moves anywhere (blobs of any size count): one plain update
+            cv2.accumulateWeighted(gray, bg, s.learning_rate)
+        else:
+            moving = cv2.dilate(fg, self._grow)
+            cv2.accumulateWeighted(gray, bg, s.learning_rate, mask=cv2.bitwise_not(moving))
+            if self.foreground_rate_factor > 0:
+                cv2.accumulateWeighted(gray, bg, s.learning_rate * self.foreground_rate_factor, mask=moving)
         return MotionResult(boxes=boxes, changed_fraction=raw_fraction, illumination_change=False, score=score)
 
-    def _real_boxes(self, gray: np.ndarray, fg: np.ndarray) -> list[Box]:
-        """Boxes of the blobs in `fg`; persistent ghosts are healed (background := frame) and dropped."""
-        labels, kept = blobs(fg, self.settings.min_area)
+    def _real_boxes(self, gray: np.ndarray, fg: np.ndarray, all_blobs: list) -> list[Box]:
+        """Boxes of the blobs in `fg` of at least min_area; persistent ghosts are healed
+        (background := frame) and dropped. `all_blobs`: `blobs(fg, 0.0)`."""
+        h, w = fg.shape
+        kept = [b for b in all_blobs if b[3] * b[4] >= self.settings.min_area * h * w]
         if not kept or self.ghost_ratio is None:
-            self._ghosts = []
+            self._ghosts, self._real = [], []
             return [normalised_box(x, y, bw, bh, fg.shape) for _, x, y, bw, bh in kept]
         bg = self._background
         assert bg is not None
         prev = self._previous if self._previous is not None and self._previous.shape == gray.shape else None
-        h, w = fg.shape
-        boxes, ghosts = [], []
-        for label, x, y, bw, bh in kept:
+        boxes, ghosts, real = [], [], []
+        for contour, x, y, bw, bh in kept:
             # Crop with a margin so the ring around the blob fits.
             sl = (slice(max(0, y - 3), min(h, y + bh + 3)), slice(max(0, x - 3), min(w, x + bw + 3)))
-            blob = labels[sl] == label
+            blob = blob_mask(fg, contour, sl)
             # A ghost is still; a blob merging a ghost with a passer-by is not and must not be healed.
             still = prev is not None and changed_share(gray[sl], prev[sl], blob, self.settings.threshold) <= 0.01
-            if still and is_ghost(gray[sl], bg[sl], blob, self.ghost_ratio):
+            here = (x, y, x + bw, y + bh)
+            judged = min((n for r, n in self._real if iou(r, here) >= 0.8), default=None) if still else None
+            if judged is not None and judged + 1 < _REAL_RECHECK:
+                real.append((here, judged + 1))  # still real: no need to look again yet
+            elif still and is_ghost(gray[sl], bg[sl], blob, self.ghost_ratio):
                 seen = 1 + max((n for r, n in self._ghosts if iou(r, (x, y, x + bw, y + bh)) >= 0.8), default=0)
                 if seen >= self.ghost_frames:
                     # Heal the blob and the ring around it, where its blurred edge lies.
@@ -269,7 +369,9 @@ class MotionDetector:
                     bg[sl][heal] = gray[sl][heal]
                     fg[sl][heal] = 0  # so the background update below treats it as healed
                     continue
-                ghosts.append(((x, y, x + bw, y + bh), seen))
+                ghosts.append((here, seen))
+            elif still:
+                real.append((here, 0))
             boxes.append(normalised_box(x, y, bw, bh, fg.shape))
-        self._ghosts = ghosts
+        self._ghosts, self._real = ghosts, real
         return boxes
