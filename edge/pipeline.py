@@ -93,7 +93,6 @@ class CameraPipeline:
         self.anonymiser = anonymiser
         self._snapshot_state: dict[str, dict] = {}  # event_id → snapshot fields of a running event
         self._reported_withheld: set[str] = set()
-        self._moving: list = []
 
     # -- per frame -------------------------------------------------------------
     def process(self, frame: np.ndarray, t: datetime) -> list[Update]:
@@ -101,8 +100,7 @@ class CameraPipeline:
         frame = self.masker.apply(frame)
         ts = t.timestamp()
         result = self.motion.detect(frame)
-        self._moving = result.boxes  # hidden in a snapshot of this frame
-        self.last_motion = result  # for `vaktpost analyze --motion-boxes`
+        self.last_motion = result  # hidden in a snapshot of this frame; `analyze --motion-boxes`
         updates = self._motion(result, t)
         if self.people is not None:
             # Tracked people are looked at too: someone standing still fades from motion.
@@ -194,7 +192,7 @@ class CameraPipeline:
         assert self.anonymiser is not None
         try:
             data = make_snapshot(self.anonymiser, frame, [tr.box for tr in self.tracks], self.camera.snapshot,
-                                 self._moving)
+                                 self.last_motion.boxes if self.last_motion else [])
         except AnonymiseError as e:
             # Fail closed: the event goes out without an image and says why.
             log.error("camera %s: snapshot withheld: %s", self.camera.id, e)
