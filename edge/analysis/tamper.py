@@ -320,6 +320,8 @@ class TamperDetector:
         self._ref_small: np.ndarray | None = None  # float32, half size
         self._window: np.ndarray | None = None
         self._prev_small: np.ndarray | None = None  # uint8, half size: the previous frame
+        self._last_moved: np.ndarray = np.full((GRID[1], GRID[0]), -math.inf)  # per cell: t it last moved
+        self._last_verdict_t = -math.inf  # t of the last frame judged (tampered, healthy or between)
         self._last_t: float | None = None
         self._prev_brightness: float | None = None
         self._hold_until = -math.inf
@@ -435,7 +437,7 @@ class TamperDetector:
         self._ref_small = small.astype(np.float32)
         self._window = cv2.createHanningWindow((small.shape[1], small.shape[0]), cv2.CV_32F)
         self._prev_small = small
-        self._last_moved = np.full((GRID[1], GRID[0]), -math.inf)  # per cell: t of its last movement
+        self._last_moved = np.full((GRID[1], GRID[0]), -math.inf)
         self._last_verdict_t = -math.inf
         self._prev_brightness = float(small.mean())
         self._pending_since, self._votes = None, Counter()
