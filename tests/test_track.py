@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from vaktpost.edge.analysis.track import _FORBIDDEN, Tracker, assign, mahalanobis, predict
+from vaktpost.edge.analysis.track import _FORBIDDEN, Tracker, assign, hidden, mahalanobis, predict, spread
 from vaktpost.edge.config.track import TrackerSettings
 from vaktpost.edge.geometry import iou
 
@@ -47,6 +47,14 @@ def test_iou_assignment_and_gate_basics():
     x, p = np.array([0.5, 0.5, 0.0, 0.0]), np.diag([1e-4, 1e-4, 1e-2, 1e-2])
     z = np.array([0.6, 0.5])
     assert mahalanobis(*predict(x, p, 0.1, 0.25), z, 0.25) > mahalanobis(*predict(x, p, 1.0, 0.25), z, 0.25)
+    # ... and a vague prediction pays for it in the cost (negative log-likelihood).
+    assert spread(predict(x, p, 1.0, 0.25)[1], 0.25) > spread(predict(x, p, 0.1, 0.25)[1], 0.25) > 0
+
+
+def test_the_person_further_away_is_hidden_behind_the_nearer():
+    near, far = (0.40, 0.30, 0.50, 0.70), (0.42, 0.25, 0.50, 0.60)  # far: feet higher in the image
+    assert hidden([near, far]) == [False, True]
+    assert hidden([near, (0.49, 0.25, 0.60, 0.60)]) == [False, False]  # barely overlapping: both visible
 
 
 def test_smooth_walk_keeps_one_id_and_is_confirmed_after_confirm_hits():

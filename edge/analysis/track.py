@@ -5,7 +5,7 @@ detector run every track predicts where its person is now, with an uncertainty
 that grows with the time since it was last matched, and a detection can only be
 that person if it lies within `gate` standard deviations of the prediction and
 has a similar height. Within the gates, pairs are chosen by optimal assignment
-(scipy's linear_sum_assignment, least total Mahalanobis distance), confirmed
+(scipy's linear_sum_assignment, least total negative log-likelihood), confirmed
 tracks first, then candidates. So two people who cross keep their ids: each
 track's prediction walks on past the other person, and a greedy "nearest first"
 choice cannot steal the other's detection.
@@ -36,7 +36,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from vaktpost.edge.config.track import TrackerSettings
-from vaktpost.edge.geometry import Box, center
+from vaktpost.edge.geometry import Box, area, center
 
 # Motion model, in units of the person's height (h) and seconds. Walkers change speed
 # and direction gently; the detector's box centre jitters by a tenth of a height.
@@ -46,6 +46,7 @@ INITIAL_SPEED = 1.5  # std of a new track's unknown velocity, h / s (a brisk wal
 MAX_SIZE_RATIO = 2.0  # a box twice as tall (or half) is someone else, however close
 SIZE_SIGMA = 0.2  # std of log(height ratio) between runs, for ranking pairs inside the gates
 MAX_SIGHTINGS = 50  # pre-confirmation sightings kept per track
+HIDDEN_SHARE = 0.5  # a predicted box covered this much by a nearer one is expected to be hidden
 _FORBIDDEN = 1e9  # cost of a pair outside the gates
 
 Sighting = tuple[float, Box, float]  # (t, box, score)
@@ -84,6 +85,22 @@ class Track:
 # ---- pure helpers --------------------------------------------------------
 
 
+def hidden(boxes: list[Box]) -> list[bool]:
+    """Which boxes are mostly behind another: more than HIDDEN_SHARE of the box covered by one
+    whose foot is lower in the image (on the ground, lower means nearer the camera, in front)."""
+    out = []
+    for i, a in enumerate(boxes):
+        covered = False
+        for j, b in enumerate(boxes):
+            if i != j and b[3] > a[3]:
+                ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+                iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+                covered = covered or ix * iy > HIDDEN_SHARE * max(area(a), 1e-12)
+        out.append(covered)
+    return out
+
+
+
 def height(b: Box) -> float:
     return max(b[3] - b[1], 1e-6)
 
@@ -114,6 +131,16 @@ def innovation(x: np.ndarray, p: np.ndarray, z: np.ndarray, h: float) -> tuple[n
 def mahalanobis(x: np.ndarray, p: np.ndarray, z: np.ndarray, h: float) -> float:
     y, s = innovation(x, p, z, h)
     return float(math.sqrt(max(0.0, float(y @ np.linalg.solve(s, y)))))
+
+
+def spread(p: np.ndarray, h: float) -> float:
+    """log det of the innovation covariance, relative to a measurement's own: 0 for a sure prediction.
+
+    Added to the squared distance it makes the cost a negative log-likelihood, so a track
+    whose prediction is vague (unseen for a while) does not win a detection just because
+    its wide gate makes every offset look small."""
+    s = p[:2, :2] + np.eye(2) * (MEASUREMENT * h) ** 2
+    return float(math.log(max(np.linalg.det(s), 1e-300)) - 4 * math.log(MEASUREMENT * h))
 
 
 def assign(cost: np.ndarray) -> list[tuple[int, int]]:
@@ -153,13 +180,19 @@ class _Live:
     def predicted(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         return predict(self.x, self.p, max(0.0, t - self.last_seen), height(self.box))
 
+    def predicted_box(self, t: float, aspect: float) -> Box:
+        x, _ = self.predicted(t)
+        (cx, cy), (w, h) = (x[0] / aspect, x[1]), (self.box[2] - self.box[0], self.box[3] - self.box[1])
+        return (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+
     def cost(self, box: Box, t: float, aspect: float, gate: float) -> float:
         ratio = math.log(height(box) / height(self.box))
         if abs(ratio) > math.log(MAX_SIZE_RATIO):
             return _FORBIDDEN
         x, p = self.predicted(t)
-        d = mahalanobis(x, p, measurement(box, aspect), height(self.box))
-        return d * d + (ratio / SIZE_SIGMA) ** 2 if d <= gate else _FORBIDDEN
+        h = height(self.box)
+        d = mahalanobis(x, p, measurement(box, aspect), h)
+        return d * d + spread(p, h) + (ratio / SIZE_SIGMA) ** 2 if d <= gate else _FORBIDDEN
 
     def hit(self, box: Box, score: float, t: float, aspect: float, s: TrackerSettings) -> None:
         h = height(self.box)
@@ -227,6 +260,10 @@ class Tracker:
         for group in ([tr for tr in self._tracks if tr.confirmed], [tr for tr in self._tracks if not tr.confirmed]):
             cost = np.array([[tr.cost(dets[j][0], t, aspect, s.gate) for j in free] for tr in group]).reshape(
                 len(group), len(free))
+            # Where two people overlap the detector sees the one in front: the one behind gets a
+            # detection only if no one else can have it, and otherwise coasts on its prediction.
+            behind = np.array(hidden([tr.predicted_box(t, aspect) for tr in group]), bool)
+            cost[behind] = np.where(cost[behind] < _FORBIDDEN, cost[behind] + s.gate**2, _FORBIDDEN)
             for r, c in assign(cost):
                 j = free[c]
                 group[r].hit(dets[j][0], dets[j][1], t, aspect, s)
