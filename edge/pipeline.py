@@ -29,7 +29,7 @@ from vaktpost.edge.analysis.track import Tracker
 from vaktpost.edge.config import Camera
 from vaktpost.edge.detectors import Detector
 from vaktpost.edge.detectors.factory import create_detector
-from vaktpost.edge.detectors.regions import RegionDetector
+from vaktpost.edge.detectors.regions import RateLimiter, RegionDetector
 from vaktpost.edge.events.factory import EventIdentity, health_event, new_event, restate
 from vaktpost.edge.events.lifecycle import Lifecycle, Update
 from vaktpost.edge.evidence.anonymise import AnonymiseError, Anonymiser
@@ -75,6 +75,7 @@ class CameraPipeline:
         if camera.detector.kind != "none" and uses_people:
             self.people = RegionDetector(detector or create_detector(camera.detector), camera.detector)
         self.tracker = Tracker(camera.rules.tracker)
+        self._confirm_rate = RateLimiter(camera.rules.tracker.confirm_fps)
         self.rules = PeopleRules(node_id, camera.id, camera.zones, tz, camera.rules, next_seq)
         self.tracks: list = []
         self.tamper = TamperDetector(camera.tamper, camera.privacy_masks)
@@ -103,10 +104,13 @@ class CameraPipeline:
         self.last_motion = result  # hidden in a snapshot of this frame; `analyze --motion-boxes`
         updates = self._motion(result, t)
         if self.people is not None:
-            # Tracked people are looked at too: someone standing still fades from motion.
-            found = self.people.detect(frame, result.boxes, now=ts, watch=[tr.box for tr in self.tracks])
+            # Tracked people (and candidates) are looked at too: someone standing still fades from
+            # motion. While a candidate waits for confirmation the detector may run faster.
+            hurry = self.tracker.has_candidates and self._confirm_rate.allow(ts)
+            found = self.people.detect(frame, result.boxes, now=ts, watch=[tr.box for tr in self.tracker.tracks],
+                                       hurry=hurry)
             people = None if found is None else [d for d in found if d.label == "person"]
-            self.tracks = self.tracker.update(people, ts)
+            self.tracks = self.tracker.update(people, ts, aspect=frame.shape[1] / frame.shape[0])
             updates += self.rules.step(self.tracks, t)
         updates += self._tamper(frame, t)
         updates += self._scene_change(frame, t, result)

@@ -7,6 +7,7 @@ import yaml
 from vaktpost.contract.config import ConfigError
 from vaktpost.edge.config import load, parse
 from vaktpost.edge.config.detectors import DetectorSettings
+from vaktpost.edge.config.track import TrackerSettings
 from vaktpost.edge.config.example import example_yaml
 
 
@@ -180,3 +181,8 @@ def test_config_check_reports_missing_files_but_not_devices_or_urls(tmp_path):
 def test_a_removed_detector_option_says_what_replaced_it() -> None:
     with pytest.raises(ValueError, match="full_frame_above was removed: a busy frame is now covered by tiles"):
         DetectorSettings.model_validate({"full_frame_above": 0.5})
+
+
+def test_a_removed_tracker_option_says_what_replaced_it() -> None:
+    with pytest.raises(ValueError, match="min_hits was removed: the tracker now gates by predicted position"):
+        TrackerSettings.model_validate({"min_hits": 3})

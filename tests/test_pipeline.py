@@ -81,3 +81,57 @@ def test_restated_messages_keep_the_identity_and_are_validated() -> None:
     moment = health_event("node-a", "gate", "snapshot_withheld", lambda: next(seq), T0)
     lasting = health_event("node-a", "gate", "camera_lost", lambda: next(seq), T0, lasting=True)
     assert moment.ended_at == moment.started_at == T0 and lasting.ended_at is None
+
+
+class CountingDetector:
+    """The real detector, counting its runs (times set by the test)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.calls, self.now = inner, [], 0.0
+
+    def detect(self, image_bgr):
+        self.calls.append(self.now)
+        return self.inner.detect(image_bgr)
+
+
+def test_a_real_person_two_seconds_in_an_armed_zone_is_an_intrusion_counted_from_the_first_detection() -> None:
+    """A real person (a photo crop, 110 px tall) walks slowly in an armed zone of a real road for 2 s at
+    10 fps. The detector runs at confirm_fps while the candidate waits, the track confirms on M of N
+    runs, and the intrusion counts from the first detection: one event, started when they came."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from real_composites import Walker, clip_frames, paste, require_real
+
+    from vaktpost.edge.config.detectors import DetectorSettings
+    from vaktpost.edge.detectors.factory import create_detector
+    from vaktpost.edge.modelfile import ModelError
+
+    require_real()
+    try:
+        ssd = CountingDetector(create_detector(DetectorSettings(threads=1)))
+    except ModelError as e:
+        pytest.skip(f"SSD model not available: {e}")
+    always = [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "from": "00:00", "to": "24:00"}]
+    cfg = parse({"node": {"id": "node-a"}, "cameras": [{
+        "id": "road", "source": "road.avi",
+        "zones": [{"name": "road", "polygon": [[0.0, 0.3], [1.0, 0.3], [1.0, 1.0], [0.0, 1.0]], "armed": always}],
+        "rules": {"loitering": False},
+    }]})
+    seq = itertools.count()
+    pipe = CameraPipeline("node-a", cfg.cameras[0], lambda: next(seq), "UTC", detector=ssd)
+    road = clip_frames("empty_road.avi", step=3)  # 30 fps → 10 fps
+    walker = Walker(crop=2, height=110, x=250, y=300, vx=25, start=3.0, end=5.0)
+    ups: list[Update] = []
+    for i in range(70):
+        t = i / 10
+        frame, _ = paste(road[i], [walker], t)
+        ssd.now = t
+        ups += pipe.process(frame, T0 + timedelta(seconds=t))
+    ups += pipe.finish()
+    intrusions = [u for u in ups if u.event.type == EventType.intrusion]
+    assert len({u.event.event_id for u in intrusions}) == 1, [(u.phase, u.event.started_at) for u in intrusions]
+    start = intrusions[0].event.started_at - T0
+    assert timedelta(seconds=3.0) <= start <= timedelta(seconds=3.3)
+    # Faster than max_fps (2/s) while the person was a candidate.
+    assert len([t for t in ssd.calls if 3.0 <= t < 4.0]) >= 4

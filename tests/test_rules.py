@@ -73,6 +73,11 @@ class Scene:
         return self.t0 + timedelta(seconds=seconds)
 
 
+def walk(x0: float, x1: float, seconds: float = 1.0, fps: float = 10.0):
+    """`Scene.seconds` maker: from x0 to x1 at a walking pace (a person does not jump)."""
+    return lambda k: [person(x0 + (x1 - x0) * k / (seconds * fps))]
+
+
 def crossing(k: int, fps: float = 10.0) -> list[Det]:
     # Walks left to right at 0.05 per second: inside the yard (x 0.4..0.6) from 7 s to 11 s,
     # then on for 8 s outside it, longer than reenter_gap.
@@ -125,14 +130,15 @@ def test_shorter_than_intrusion_min_seconds_is_not_reported():
 
 def test_loitering_after_threshold_with_started_at_on_entry():
     s = RulesSettings(loiter_seconds=60, intrusion=False)
-    sc = Scene(s).seconds(70, lambda k: [person(0.9)]).seconds(10, lambda k: [person(0.7)])
+    sc = Scene(s).seconds(70, lambda k: [person(0.9)]).seconds(1, walk(0.9, 0.7)).seconds(9, lambda k: [person(0.7)])
     ups = [u for u in sc.updates if u.event.type == EventType.loitering]
     assert ups[0].phase == "start" and ups[-1].phase == "end"
     assert len({u.event.event_id for u in ups}) == 1
     ev = ups[-1].event
     assert ev.zone == "park"
-    assert ev.started_at == sc.at(0.2)  # entered (confirmed) at 0.2 s, not when 60 s passed
-    assert ev.ended_at == sc.at(69.9)  # last sighting inside
+    # Entered at the first detection (0 s), not when confirmed (0.2 s), nor when 60 s passed.
+    assert ev.started_at == sc.at(0.0)
+    assert ev.ended_at == sc.at(70.4)  # last sighting inside: x 0.82 on the way out
     start_frame = next(i for i, u in enumerate(sc.updates) if u.phase == "start")
     assert start_frame == 0  # nothing published before it
 
@@ -145,13 +151,13 @@ def test_fifty_seconds_is_not_loitering():
 
 def test_event_ends_when_the_person_leaves():
     s = RulesSettings(loiter_seconds=5, intrusion=False, reenter_gap=3)
-    sc = Scene(s).seconds(8, lambda k: [person(0.9)])
+    sc = Scene(s).seconds(8, lambda k: [person(0.9)]).seconds(1, walk(0.9, 0.7))
     assert [u.phase for u in sc.updates] == ["start"]
     sc.seconds(2, lambda k: [person(0.7)])  # visible outside, within reenter_gap
     assert [u.phase for u in sc.updates] == ["start"]
     sc.seconds(2, lambda k: [person(0.7)])
     assert [u.phase for u in sc.updates] == ["start", "end"]
-    assert sc.updates[-1].event.ended_at == sc.at(7.9)
+    assert sc.updates[-1].event.ended_at == sc.at(8.4)
 
 
 def test_event_ends_when_the_track_is_lost():
@@ -205,12 +211,14 @@ def test_detector_missing_the_person_briefly_does_not_split_the_event():
 def test_reentering_within_gap_continues_later_is_new():
     s = RulesSettings(loiter_seconds=3, intrusion=False, reenter_gap=4)
     sc = Scene(s)
-    sc.seconds(5, lambda k: [person(0.9)]).seconds(3, lambda k: [person(0.7)]).seconds(2, lambda k: [person(0.9)])
+    sc.seconds(5, lambda k: [person(0.9)]).seconds(1, walk(0.9, 0.7)).seconds(2, lambda k: [person(0.7)])
+    sc.seconds(1, walk(0.7, 0.9)).seconds(1, lambda k: [person(0.9)])
     assert len(sc.events(EventType.loitering)) == 1
-    sc.seconds(6, lambda k: [person(0.7)]).seconds(5, lambda k: [person(0.9)]).finish()
+    sc.seconds(1, walk(0.9, 0.7)).seconds(6, lambda k: [person(0.7)])
+    sc.seconds(1, walk(0.7, 0.9)).seconds(5, lambda k: [person(0.9)]).finish()
     evs = sc.events(EventType.loitering)
     assert len(evs) == 2 and all(u.phase == "end" for u in evs)
-    assert evs[0].event.ended_at == sc.at(9.9)
+    assert evs[0].event.ended_at == sc.at(10.4)  # x 0.82 on the second way out
 
 
 def test_loiter_armed_only_and_per_zone_overrides():

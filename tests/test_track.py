@@ -1,10 +1,11 @@
 from collections import namedtuple
 from dataclasses import dataclass
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from vaktpost.edge.analysis.track import Tracker, center_distance, greedy_pairs
+from vaktpost.edge.analysis.track import _FORBIDDEN, Tracker, assign, hidden, mahalanobis, predict, spread
 from vaktpost.edge.config.track import TrackerSettings
 from vaktpost.edge.geometry import iou
 
@@ -24,30 +25,74 @@ def run(tracker: Tracker, frames, fps: float = 5.0, t0: float = 0.0):
     return [tracker.update(dets, t0 + i / fps) for i, dets in enumerate(frames)]
 
 
+def center_x(d) -> float:
+    return (d.box[0] + d.box[2]) / 2
+
+
 def ids(out) -> set[int]:
     return {tr.id for tracks in out for tr in tracks}
 
 
-def test_iou_and_distance_basics():
+def test_iou_assignment_and_gate_basics():
     a = (0.0, 0.0, 0.2, 0.2)
     assert iou(a, a) == pytest.approx(1.0)
     assert iou(a, (0.1, 0.0, 0.3, 0.2)) == pytest.approx(1 / 3)
     assert iou(a, (0.5, 0.5, 0.6, 0.6)) == 0.0
-    # One diagonal apart, whatever the scale.
-    assert center_distance(a, (0.2, 0.2, 0.4, 0.4)) == pytest.approx(1.0)
-    assert greedy_pairs([(0.5, 0, 0), (0.9, 0, 1), (0.8, 1, 1)]) == [(0, 1)]
+    # Optimal, not greedy: the greedy best pair (0, 1) would leave row 1 with its worst choice.
+    cost = np.array([[2.0, 1.0], [3.0, 10.0]])
+    assert sorted(assign(cost)) == [(0, 1), (1, 0)]
+    assert assign(np.array([[_FORBIDDEN, 1.0]])) == [(0, 1)]
+    assert assign(np.array([[_FORBIDDEN]])) == [] and assign(np.zeros((0, 3))) == []
+    # The prediction's uncertainty grows with time: the same offset is further after 0.1 s than after 1 s.
+    x, p = np.array([0.5, 0.5, 0.0, 0.0]), np.diag([1e-4, 1e-4, 1e-2, 1e-2])
+    z = np.array([0.6, 0.5])
+    assert mahalanobis(*predict(x, p, 0.1, 0.25), z, 0.25) > mahalanobis(*predict(x, p, 1.0, 0.25), z, 0.25)
+    # ... and a vague prediction pays for it in the cost (negative log-likelihood).
+    assert spread(predict(x, p, 1.0, 0.25)[1], 0.25) > spread(predict(x, p, 0.1, 0.25)[1], 0.25) > 0
 
 
-def test_smooth_walk_keeps_one_id_and_is_confirmed_after_min_hits():
-    tr = Tracker(TrackerSettings(min_hits=3))
+def test_the_person_further_away_is_hidden_behind_the_nearer():
+    near, far = (0.40, 0.30, 0.50, 0.70), (0.42, 0.25, 0.50, 0.60)  # far: feet higher in the image
+    assert hidden([near, far]) == [False, True]
+    assert hidden([near, (0.49, 0.25, 0.60, 0.60)]) == [False, False]  # barely overlapping: both visible
+
+
+def test_smooth_walk_keeps_one_id_and_is_confirmed_after_confirm_hits():
+    tr = Tracker(TrackerSettings(confirm_hits=3))
     out = run(tr, [[person(0.1 + 0.01 * i)] for i in range(60)])
     assert out[0] == [] and out[1] == []  # not confirmed yet
     assert len(out[2]) == 1 and out[2][0].confirmed
     assert ids(out) == {out[2][0].id}
+    assert [s[0] for s in out[2][0].sightings] == [0.0, 0.2, 0.4]  # what led to the confirmation
     last = out[-1][0]
     assert last.hits == 60 and last.missed == 0
     assert last.box == pytest.approx(person(0.1 + 0.59).box)
     assert last.first_seen == 0.0 and last.last_seen == pytest.approx(59 / 5)
+
+
+def test_confirmed_on_m_of_n_runs_despite_misses():
+    """A small person the detector finds in 3 of 5 runs is confirmed; with N in a row it never would be."""
+    tr = Tracker(TrackerSettings(confirm_hits=3, confirm_runs=5))
+    frames = [[person(0.3 + 0.01 * i)] if i in (0, 2, 4) else [] for i in range(5)]
+    out = run(tr, frames)
+    assert [len(o) for o in out] == [0, 0, 0, 0, 1]
+    assert out[4][0].first_seen == 0.0 and len(out[4][0].sightings) == 3
+    # Three misses in five runs: the candidate is forgotten before it could confirm.
+    tr = Tracker(TrackerSettings(confirm_hits=3, confirm_runs=5))
+    out = run(tr, [[person(0.3)], [], [], [], [person(0.3)], [person(0.3)]])
+    assert all(o == [] for o in out)
+    assert [t.first_seen for t in tr.tracks] == [0.8]  # a new candidate, not the old one
+    with pytest.raises(ValidationError, match="confirm_hits"):
+        TrackerSettings(confirm_hits=4, confirm_runs=3)
+
+
+def test_has_candidates_while_a_detection_waits_for_confirmation():
+    tr = Tracker(TrackerSettings(confirm_hits=2, confirm_runs=3))
+    assert not tr.has_candidates
+    tr.update([person(0.3)], 0.0)
+    assert tr.has_candidates
+    tr.update([person(0.3)], 0.2)
+    assert not tr.has_candidates
 
 
 def test_survives_two_missed_detections():
@@ -78,10 +123,10 @@ def test_no_information_ages_only_by_time():
 
 
 def test_one_frame_false_detection_is_never_confirmed():
-    tr = Tracker(TrackerSettings(min_hits=3))
+    tr = Tracker(TrackerSettings(confirm_hits=3, confirm_runs=5))
     frames: list = [[] for _ in range(30)]
     frames[5] = [Det((0.7, 0.1, 0.75, 0.2), 0.9)]
-    for i in (10, 12, 14, 16):  # flickering in the same place, never in a row
+    for i in (10, 13, 16, 19):  # flickering in the same place, once in three runs
         frames[i] = [Det((0.4, 0.4, 0.45, 0.5), 0.6)]
     frames[20] = [Det((0.1, 0.1, 0.2, 0.3), 0.9)]
     frames[21:25] = [None] * 4  # detector then idle: no information is not a hit either
@@ -102,17 +147,37 @@ def test_crossing_people_keep_their_ids():
     assert ids(out) == {left_id, right_id}
 
 
-def test_fast_walker_at_low_detector_rate_uses_the_distance_fallback():
+def test_people_crossing_with_one_hidden_keep_their_ids():
+    """Where they overlap the detector sees only the front person; the hidden one coasts on its prediction."""
+    tr = Tracker()
+    frames = []
+    for i in range(25):
+        a, b = person(0.1 + 0.035 * i, 0.5), person(0.9 - 0.035 * i, 0.51)
+        frames.append([a] if abs(center_x(a) - center_x(b)) < 0.1 else [a, b])
+    out = run(tr, frames)
+    left_id, right_id = (t.id for t in sorted(out[5], key=lambda t: t.box[0]))
+    after = {t.id: center_x(t) for t in out[-1]}
+    assert after[left_id] > 0.8 and after[right_id] < 0.2
+    assert ids(out) == {left_id, right_id}
+
+
+def test_fast_walker_at_low_detector_rate_stays_inside_the_growing_gate():
     frames = [[person(0.1 + 0.09 * i)] for i in range(8)]  # 0.09 per run, box only 0.08 wide: IoU 0
-    with_fallback = run(Tracker(), frames, fps=1.0)
-    assert len(ids(with_fallback)) == 1
-    without = run(Tracker(TrackerSettings(max_center_distance=0)), frames, fps=1.0)
-    assert all(o == [] for o in without)  # every run looks like a new, unconfirmed person
+    assert len(ids(run(Tracker(), frames, fps=1.0))) == 1
+    # The same step ten times a second is four times the walking pace the gate allows for: no match.
+    assert all(o == [] for o in run(Tracker(TrackerSettings(gate=1.0)), frames, fps=10.0))
+
+
+def test_a_different_size_is_someone_else():
+    tr = Tracker(TrackerSettings(confirm_hits=1))
+    (a,) = tr.update([person(0.5)], 0.0)
+    now = tr.update([person(0.5, h=0.6)], 0.2)
+    assert [(t.id == a.id, t.missed) for t in now] == [(True, 1), (False, 0)]  # a new track beside the old
 
 
 def test_accepts_any_object_with_box_and_score():
     D = namedtuple("D", "box score label")
-    tr = Tracker(TrackerSettings(min_hits=1))
+    tr = Tracker(TrackerSettings(confirm_hits=1))
     (t,) = tr.update([D([0.1, 0.1, 0.2, 0.4], 0.5, "person")], 0.0)
     assert t.box == (0.1, 0.1, 0.2, 0.4) and t.score == 0.5
 
@@ -124,3 +189,5 @@ def test_time_must_not_go_backwards_and_settings_are_strict():
         tr.update([], 4.0)
     with pytest.raises(ValidationError):
         TrackerSettings(max_gap=3)
+    with pytest.raises(ValueError, match="aspect"):
+        tr.update([], 6.0, aspect=0.0)

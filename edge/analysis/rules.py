@@ -20,13 +20,16 @@ is the last sighting inside the zone.
 
 Only *new sightings* count: a track whose `last_seen` did not change since the
 previous step (the detector did not run, or missed them) is no information, not
-absence. Track ids stay inside this module; events carry zone and region only.
+absence. A track seen for the first time brings the sightings that led to its
+confirmation; they are replayed at their own times, so a dwell counts from the
+first detection and confirming a person costs no intrusion time. Track ids stay
+inside this module; events carry zone and region only.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -53,6 +56,9 @@ class TrackLike(Protocol):
 
     @property
     def last_seen(self) -> float: ...  # pragma: no cover
+
+    @property
+    def sightings(self) -> Sequence[tuple[float, Box, float]]: ...  # pragma: no cover
 
 
 # ---- pure helpers --------------------------------------------------------
@@ -104,8 +110,18 @@ class PeopleRules:
         for tr in sorted(tracks, key=lambda tr: tr.id):
             if self._seen.get(tr.id) == tr.last_seen:
                 continue  # no new sighting: neither presence nor absence
+            if tr.id not in self._seen:
+                out += self._replay(tr, t)
             self._seen[tr.id] = tr.last_seen
-            out += self._sighting(tr, t, armed)
+            out += self._sighting(tr.id, tr.box, tr.score, t, armed)
+        return out
+
+    def _replay(self, tr: TrackLike, t: datetime) -> list[Update]:
+        # Sightings before the confirmation, on the track's clock; `t` is the wall time of last_seen.
+        out: list[Update] = []
+        for ts, box, score in tr.sightings:
+            if ts < tr.last_seen:
+                out += self._sighting(tr.id, box, score, t - timedelta(seconds=tr.last_seen - ts), {})
         return out
 
     def finish(self) -> list[Update]:
@@ -115,10 +131,10 @@ class PeopleRules:
             out += self._drop(tid)
         return out
 
-    def _sighting(self, tr: TrackLike, t: datetime, armed: dict[str, bool]) -> list[Update]:
+    def _sighting(self, tid: int, box: Box, score: float, t: datetime, armed: dict[str, bool]) -> list[Update]:
         out: list[Update] = []
-        x, y = foot_point(tr.box)
-        cycles = self._cycles.setdefault(tr.id, {})
+        x, y = foot_point(box)
+        cycles = self._cycles.setdefault(tid, {})
         for zone in self._zones:
             inside = point_in_polygon(x, y, zone.polygon)
             for kind, seconds, needs_armed in self._rules[zone.name]:
@@ -134,8 +150,8 @@ class PeopleRules:
                         continue
                     lc = cycles[key] = Lifecycle(self._identity[kind], self._next_seq, seconds,
                                                  self.settings.reenter_gap, self.settings.update_interval)
-                out += lc.step(t, active, region=tr.box if active else None,
-                               confidence=tr.score, zone=zone.name)
+                out += lc.step(t, active, region=box if active else None,
+                               confidence=score, zone=zone.name)
         return out
 
     def _drop(self, tid: int) -> list[Update]:

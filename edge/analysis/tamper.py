@@ -22,6 +22,17 @@ All three are independent of global gain and offset, so lights switching on
 or off and the day/night (IR) switch do not look like tampering. Only cells
 where the reference has structure count (a plain sky can lose nothing).
 
+Only cells that stay still are judged. A cell is *moving* while much of it
+changes from one frame to the next (after undoing a global shift between the
+two frames, so a shaking pole moves no cell); each cell has its own settle
+clock, and is judged `SETTLE_SECONDS` after it last moved. A crowd walking
+through the view therefore cannot look like a cover or a turned camera: the
+cells it crosses are not judged at all, and the alignment is measured on the
+still cells only. A frame where too few cells are judged gives no verdict, not
+even "healthy". A real cover or a turned camera changes the cells once and
+then holds still: its evidence dates from that change, so it is confirmed as
+fast as before.
+
 `TamperDetector` turns the per-frame verdicts into incidents: one starts
 after `confirm_seconds` in which most frames were tampered and ends after
 `recover_seconds` of healthy frames; healthy uses looser thresholds than
@@ -64,6 +75,11 @@ LOST_MATCH = 0.3  # a cell correlating less than this with the reference shows s
 STEP_CHANGE = 0.08  # relative mean-brightness change between frames that counts as a lighting step
 STEP_HOLD_SECONDS = 2.0  # no reference learning this long after a lighting step (exposure settles)
 MAX_GAP_SECONDS = 2.0  # frames further apart than this: timers restart, evidence is stale
+CHANGE_LEVEL = 12.0  # grey levels (analysis gray) of a frame-to-frame change that is not noise
+MOVING_SHARE = 0.15  # a cell with more of its pixels changed than this is moving
+SETTLE_SECONDS = 1.0  # a cell is judged once it has not moved for this long
+JUMP_RESPONSE = 0.3  # a whole-view jump between frames needs a clear correlation peak (a cover has none)
+JUDGED_SHARE = 0.4  # fewer of the structured cells still than this: no verdict on the frame
 # Hysteresis: "healthy" needs the measures back past thresholds moved by these factors.
 LOOSE_CONTRAST = 1.4
 LOOSE_AREA = 0.5
@@ -189,6 +205,38 @@ def measure(
     )
 
 
+def moving_cells(small: np.ndarray, previous: np.ndarray, window: np.ndarray, jump: float,
+                 grid: tuple[int, int] = GRID) -> np.ndarray:
+    """(rows, cols) bool: cells where much changed since the previous frame.
+
+    A global shift between the two frames (camera shake) is undone first, so only
+    things that move within the view count, such as people passing. Neighbours of a
+    moving cell count as moving. A shift of at least `jump` (fraction of w, h) is the
+    whole view changing: every cell counts as moving (a knocked camera's evidence
+    dates from the knock).
+    """
+    dx, dy, response = alignment(previous, small, window)
+    h, w = small.shape
+    if response >= JUMP_RESPONSE and max(abs(dx), abs(dy)) >= jump:
+        return np.ones((grid[1], grid[0]), bool)
+    if response >= MIN_RESPONSE and max(abs(dx) * w, abs(dy) * h) >= 0.5:
+        shift = np.array([[1, 0, dx * w], [0, 1, dy * h]], dtype=np.float32)
+        previous = cv2.warpAffine(previous, shift, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    changed = cv2.absdiff(small, previous) > CHANGE_LEVEL
+    moving = (cell_means(changed.astype(np.float32), grid) > MOVING_SHARE).astype(np.uint8)
+    # And their neighbours: a passer-by's plain coat changes little inside, only at its edges.
+    return cv2.dilate(moving, cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))).astype(bool)
+
+
+def cells_to_pixels(cells: np.ndarray, shape: tuple[int, int], soften: bool = False) -> np.ndarray:
+    """A (rows, cols) cell mask as a float32 pixel mask of `shape` (h, w), optionally with soft edges."""
+    h, w = shape
+    out = cv2.resize(cells.astype(np.float32), (w, h), interpolation=cv2.INTER_NEAREST)
+    if soften:
+        out = cv2.GaussianBlur(out, (0, 0), max(1.0, w / cells.shape[1] / 4))
+    return out
+
+
 def masked_cells(polygons, grid: tuple[int, int] = GRID) -> np.ndarray | None:
     """(rows, cols) bool: cells that privacy masks touch at all, or None without masks.
 
@@ -271,6 +319,9 @@ class TamperDetector:
         self._ref_gray: np.ndarray | None = None  # float32, analysis width
         self._ref_small: np.ndarray | None = None  # float32, half size
         self._window: np.ndarray | None = None
+        self._prev_small: np.ndarray | None = None  # uint8, half size: the previous frame
+        self._last_moved: np.ndarray = np.full((GRID[1], GRID[0]), -math.inf)  # per cell: t it last moved
+        self._last_verdict_t = -math.inf  # t of the last frame judged (tampered, healthy or between)
         self._last_t: float | None = None
         self._prev_brightness: float | None = None
         self._hold_until = -math.inf
@@ -301,33 +352,53 @@ class TamperDetector:
         if self._ref_gray is None or self._ref_gray.shape != gray.shape:
             self._reference(gray, small)
             return self._state(None, None, learning=True)
+        assert self._ref_small is not None and self._window is not None and self._prev_small is not None
         if gap > MAX_GAP_SECONDS:
-            # Frames stopped for a while: evidence from before the gap does not carry over.
+            # Frames stopped for a while: evidence from before the gap does not carry over,
+            # and what moved meanwhile is unknown.
             self._pending_since, self._votes, self._healthy_since = None, Counter(), None
+            self._last_moved[:] = t
+        else:
+            jump = self.settings.moved_shift * LOOSE_SHIFT
+            self._last_moved[moving_cells(small, self._prev_small, self._window, jump)] = t
+        self._prev_small = small
 
         s = self.settings
-        assert self._ref_small is not None and self._window is not None
-        m = measure(gray, small, self._ref_gray, self._ref_small, self._window,
-                    covered_contrast=s.covered_contrast, defocus_ratio=s.defocus_ratio,
-                    excluded=self._excluded)
-        candidate = classify(m, s)
-        healthy = candidate is None and classify(m, s, loose=True) is None
-        if self._advance(t, candidate, healthy, m):
-            self._reference(gray, small)  # a moved view that stayed: it is the view now
-            return self._state(candidate, m, learning=True)
-
+        still = t - self._last_moved >= SETTLE_SECONDS
+        view = cell_contrast(self._ref_small) >= MIN_CELL_CONTRAST
+        if self._excluded is not None:
+            view &= ~self._excluded
+        judged = view & still
+        window = self._window * cells_to_pixels(still, small.shape, soften=True)
+        m = measure(gray, small, self._ref_gray, self._ref_small, window,
+                    covered_contrast=s.covered_contrast, defocus_ratio=s.defocus_ratio, excluded=~judged)
         step = is_lighting_step(m.brightness, self._prev_brightness)
         self._prev_brightness = m.brightness
         if step:
             self._hold_until = t + STEP_HOLD_SECONDS
+        if m.structured < max(MIN_STRUCTURED_CELLS, JUDGED_SHARE * int(view.sum())):
+            return self._state(None, m, learning=False)  # too little of the view holds still to judge
+
+        # The evidence dates from the judged cells' last change (median), if that came after the
+        # previous verdict: a cover arrives, then holds still for SETTLE_SECONDS before it is judged.
+        changed = float(np.median(self._last_moved[judged]))
+        start = changed if changed > self._last_verdict_t else t
+        self._last_verdict_t = t
+        candidate = classify(m, s)
+        healthy = candidate is None and classify(m, s, loose=True) is None
+        if self._advance(t, start, candidate, healthy, m):
+            self._reference(gray, small)  # a moved view that stayed: it is the view now
+            return self._state(candidate, m, learning=True)
+
         # Frames between the thresholds still teach the reference while nothing is pending:
         # otherwise a slow dusk that drifts into that zone would freeze it until it alarms.
         learning = (candidate is None and self._incident is None and self._pending_since is None
                     and t >= self._hold_until)
         if learning and gap > 0:
+            # Only still cells teach: a crowd passing must not be learnt into the reference.
             a = 1.0 - math.exp(-min(gap, MAX_GAP_SECONDS) / s.reference_seconds)
-            cv2.accumulateWeighted(gray, self._ref_gray, a)
-            cv2.accumulateWeighted(small, self._ref_small, a)
+            cv2.accumulateWeighted(gray, self._ref_gray, a, cells_to_pixels(still, gray.shape).astype(np.uint8))
+            cv2.accumulateWeighted(small, self._ref_small, a, cells_to_pixels(still, small.shape).astype(np.uint8))
         return self._state(candidate, m, learning=learning)
 
     def signal(self, t_now: float, last_frame_t: float | None = None) -> bool:
@@ -365,19 +436,23 @@ class TamperDetector:
         self._ref_gray = gray.astype(np.float32)
         self._ref_small = small.astype(np.float32)
         self._window = cv2.createHanningWindow((small.shape[1], small.shape[0]), cv2.CV_32F)
+        self._prev_small = small
+        self._last_moved = np.full((GRID[1], GRID[0]), -math.inf)
+        self._last_verdict_t = -math.inf
         self._prev_brightness = float(small.mean())
         self._pending_since, self._votes = None, Counter()
         self._end()
 
-    def _advance(self, t: float, candidate: Subtype | None, healthy: bool, m: TamperMeasures) -> bool:
-        """Step the incident state machine; True when the current view should become the reference."""
+    def _advance(self, t: float, start: float, candidate: Subtype | None, healthy: bool, m: TamperMeasures) -> bool:
+        """Step the incident state machine; True when the current view should become the reference.
+        `start` is when this frame's evidence began (the judged cells' last change, or `t`)."""
         s = self.settings
         if self._incident is None:
             if healthy:
                 self._pending_since, self._votes, self._confidence = None, Counter(), 0.0
                 return False
             if candidate is not None and self._pending_since is None:
-                self._pending_since, self._votes, self._frames = t, Counter(), 0
+                self._pending_since, self._votes, self._frames = start, Counter(), 0
             if self._pending_since is None:
                 return False  # between the thresholds with nothing pending: not evidence either way
             self._frames += 1
@@ -398,7 +473,7 @@ class TamperDetector:
             self._confidence = max(self._confidence, strength(candidate, m, s))
         if healthy:
             if self._healthy_since is None:
-                self._healthy_since = t
+                self._healthy_since = start
             if t - self._healthy_since >= s.recover_seconds:
                 self._end()
             return False

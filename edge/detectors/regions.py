@@ -346,9 +346,10 @@ class RegionDetector:
         return self._grid
 
     def detect(self, image_bgr: np.ndarray, motion_boxes: Sequence[Box], now: float | None = None,
-               watch: Sequence[Box] = ()) -> list[Detection] | None:
+               watch: Sequence[Box] = (), hurry: bool = False) -> list[Detection] | None:
+        """`hurry`: run now even if `max_fps` says wait (the caller limits how often it hurries)."""
         boxes = [*motion_boxes, *watch]
-        if not boxes or not self.limiter.allow(now):  # no slot is used up on a quiet frame
+        if not boxes or not (self.limiter.allow(now) or hurry):  # no slot is used up on a quiet frame
             return None
         s = self.settings
         h, w = image_bgr.shape[:2]
