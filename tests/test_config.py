@@ -7,8 +7,8 @@ import yaml
 from vaktpost.contract.config import ConfigError
 from vaktpost.edge.config import load, parse
 from vaktpost.edge.config.detectors import DetectorSettings
-from vaktpost.edge.config.track import TrackerSettings
 from vaktpost.edge.config.example import example_yaml
+from vaktpost.edge.config.track import TrackerSettings
 
 
 def base(**camera) -> dict:

@@ -6,7 +6,6 @@ from pydantic import Field, model_validator
 
 from vaktpost.contract.config import Strict
 
-
 _REPLACED = {"iou_threshold": "gate", "max_center_distance": "gate", "min_hits": "confirm_hits and confirm_runs"}
 
 
