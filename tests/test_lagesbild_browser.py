@@ -8,10 +8,12 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from fastapi import FastAPI
 from inbox_harness import Inbox, start_inbox
 from test_inbox_browser import PHONE, browser, log_in, shot  # noqa: F401 (browser: a fixture)
 
@@ -131,6 +133,44 @@ def test_viewers_have_no_situation_pages_and_admins_see_all(inbox: Inbox, page: 
     page.get_by_role("button", name="Visa").click()
     sync_api.expect(page).to_have_url(re.compile(r"sort=trend"))
     sync_api.expect(page.get_by_test_id("rank-row")).to_have_count(3)
+
+
+def coverage(store: Store, start: datetime, end: datetime, *,
+             places: list[str] | None = None) -> list[CameraHours]:
+    """An exposure source as the coverage module gives: node-a's camera at norrskolan
+    online every hour and armed half of them (gaps are tests/test_lagesbild.py's)."""
+    if places is not None and "norrskolan" not in places:
+        return []
+    online = (end - start).total_seconds() / 3600
+    return [CameraHours("node-a", "gard", "norrskolan", "gard", online, online / 2)]
+
+
+@dataclass(frozen=True)
+class CameraHours:
+    node_id: str
+    camera_id: str
+    place_id: str | None
+    zone: str | None
+    online_hours: float
+    armed_hours: float
+
+
+def test_rates_beside_counts_with_coverage_data(tmp_path: Path, page: sync_api.Page) -> None:
+    now = datetime.now(UTC)
+
+    def configure(app: FastAPI) -> None:
+        app.state.exposure = coverage
+
+    with start_inbox(tmp_path, configure=configure) as inbox:
+        seed_history(inbox.store, now)
+        log_in(page, inbox.url, "anna")
+        page.goto(inbox.url + "/lagesbild/places/norrskolan")
+        sync_api.expect(page.get_by_test_id("no-rates")).to_have_count(0)
+        sync_api.expect(page.get_by_test_id("chart-rates").locator("svg")).to_be_visible()
+        sync_api.expect(page.get_by_test_id("breakdown").locator("tr[data-type=intrusion] .rate").first).to_be_visible()
+        shot(page, "lagesbild-place-rates")
+        page.goto(inbox.url + "/lagesbild")
+        sync_api.expect(page.get_by_test_id("rank-row").first.locator(".rate").first).to_be_visible()
 
 
 def test_on_a_phone(inbox: Inbox, browser: sync_api.Browser) -> None:  # noqa: F811

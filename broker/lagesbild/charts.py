@@ -62,13 +62,13 @@ def _svg(chart: Any) -> str:
 
 
 def week_labels(weeks: Sequence[date], lang: str) -> tuple[list[str], list[str]]:
-    """(a label per week, the ones to show): the month's name at its first Monday
-    (with the year in January), the week number elsewhere."""
+    """(a label per week, the ones to show): the month's short name at its first Monday
+    (the page says the period's dates), the week number elsewhere."""
     labels: list[str] = []
     major: list[str] = []
     for w in weeks:
         if w.day <= 7:
-            text = format_date(w, "MMM yyyy" if w.month == 1 else "MMM", locale=lang)
+            text = format_date(w, "MMM", locale=lang)
             major.append(text)
         else:
             text = f"{w.isocalendar().week}"
