@@ -9,7 +9,7 @@ the app with uvicorn in a thread. The `Inbox.url` is http://127.0.0.1:PORT.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import uvicorn
 import yaml
+from fastapi import FastAPI
 from mqtt_harness import wait_until
 
 from vaktpost.broker.config import IncidentsSection, load_central
@@ -84,12 +85,17 @@ def seed(store: Store, now: datetime) -> None:
 
 
 @contextmanager
-def start_inbox(tmp_path: Path, **inbox: object) -> Iterator[Inbox]:
+def start_inbox(tmp_path: Path, *, configure: Callable[[FastAPI], None] | None = None,
+                **inbox: object) -> Iterator[Inbox]:
+    """`configure(app)`, if given, runs before serving (e.g. to set `app.state.exposure`)."""
     config = write_central(tmp_path, **inbox)
     cfg = load_central(config)
     store = Store(cfg.database)
     seed(store, datetime.now(UTC))
-    server = uvicorn.Server(uvicorn_config(build_app(cfg, store), cfg, log_level="warning"))
+    app = build_app(cfg, store)
+    if configure is not None:
+        configure(app)
+    server = uvicorn.Server(uvicorn_config(app, cfg, log_level="warning"))
     sock = bind("127.0.0.1", 0)
     port = sock.getsockname()[1]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
