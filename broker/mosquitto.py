@@ -166,24 +166,26 @@ def render_acl(creds: Credentials) -> str:
 """
     blocks = [header]
     for name in creds.consumers:
-        blocks.append(f"# Consumer {name}: reads every node's events, snapshots, status and heartbeat; acks them.\n"
+        blocks.append(f"# Consumer {name}: reads every node's events, snapshots, status, heartbeat and config; "
+                      "acks them.\n"
                       + _grants(name, [f"topic read {nodes}/events/+", f"topic read {nodes}/snapshots/+",
                                        f"topic read {nodes}/status", f"topic read {nodes}/heartbeat",
-                                       f"topic write {nodes}/acks"]))
-    blocks.append("# The inbox (web app): reads status and heartbeats; writes nothing yet.\n"
-                  + _grants(creds.inbox.username, [f"topic read {nodes}/status", f"topic read {nodes}/heartbeat"]))
+                                       f"topic read {nodes}/config", f"topic write {nodes}/acks"]))
+    blocks.append("# The inbox (web app): reads status, heartbeats and config; writes nothing yet.\n"
+                  + _grants(creds.inbox.username, [f"topic read {nodes}/status", f"topic read {nodes}/heartbeat",
+                                                   f"topic read {nodes}/config"]))
     for name in creds.observers:
-        blocks.append(f"# Observer {name} (read-only, for integrators): events, status and heartbeats; "
+        blocks.append(f"# Observer {name} (read-only, for integrators): events, status, heartbeats and config; "
                       "no snapshots, no acks, no writes.\n"
                       + _grants(name, [f"topic read {nodes}/events/+", f"topic read {nodes}/status",
-                                       f"topic read {nodes}/heartbeat"]))
+                                       f"topic read {nodes}/heartbeat", f"topic read {nodes}/config"]))
     for node in creds.nodes:
         own = f"{ROOT}/{node}"
-        blocks.append(f"# Node {node}: its own events, snapshots, status (also its Last Will) and heartbeat; "
-                      "reads only its own acks.\n"
+        blocks.append(f"# Node {node}: its own events, snapshots, status (also its Last Will), heartbeat and "
+                      "config; reads only its own acks.\n"
                       + _grants(node, [f"topic write {own}/events/+", f"topic write {own}/snapshots/+",
                                        f"topic write {own}/status", f"topic write {own}/heartbeat",
-                                       f"topic read {own}/acks"]))
+                                       f"topic write {own}/config", f"topic read {own}/acks"]))
     return "\n".join(blocks)
 
 

@@ -697,7 +697,9 @@ class Store:
             return [dict(r._mapping) for r in conn.execute(q)]
 
 
-# --- incidents (vaktpost.broker.incidents) -------------------------------------------
+# --- incidents (vaktpost.broker.incidents), coverage (vaktpost.broker.coverage) -----------
 # Their tables share `metadata`, so create_all() makes them wherever a Store is made.
-# Imported last: the module reads `metadata` and the column types defined above.
+# Imported last: the modules read `metadata` and the column types defined above.
+# (coverage: node configs and online intervals, for the exposure hours.)
+from vaktpost.broker import coverage as _coverage_tables  # noqa: E402, F401
 from vaktpost.broker.incidents import tables as _incident_tables  # noqa: E402, F401

@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from vaktpost.contract.events import Event
 from vaktpost.contract.messages import Heartbeat
@@ -22,6 +23,7 @@ from vaktpost.edge.events.lifecycle import Update
 from vaktpost.edge.health import FpsMeter, cpu_temperature
 from vaktpost.edge.modelfile import ModelError
 from vaktpost.edge.pipeline import CameraPipeline
+from vaktpost.edge.setup import node_setup
 
 log = logging.getLogger(__name__)
 
@@ -189,11 +191,21 @@ class Node:
             cpu_temp_c=cpu_temperature(),
         )
 
+    def _send_setup(self, sent_on: date | None) -> date:
+        """Give the publisher the config message (docs/mqtt.md, "Config") unless it was
+        made today already: its holiday window moves with the date."""
+        now = utcnow()
+        today = now.astimezone(ZoneInfo(self.config.node.timezone)).date()
+        if today != sent_on:
+            self.publisher.set_setup(node_setup(self.config, now))
+        return today
+
     def run(self, stop: threading.Event | None = None, *, drain_timeout: float = 10.0) -> None:
         """Run until `stop` is set or every (file) source has ended."""
         stop = stop or self._stop
         cameras_stop = threading.Event()  # ours: `stop` may be shared with other nodes
         end_left_open(self.outbox)  # before any camera starts: what is open now is the previous run's
+        setup_day = self._send_setup(None)
         self.publisher.start()
         threads = [threading.Thread(target=self._run_camera, args=(c, cameras_stop), name=f"camera-{c.id}",
                                     daemon=True)
@@ -210,6 +222,7 @@ class Node:
                         log.warning("retention: deleted %d unacknowledged items older than %.0f s",
                                     expired, self.config.retention.max_age)
                     self.publisher.heartbeat(self.heartbeat())
+                    setup_day = self._send_setup(setup_day)
                     next_beat = time.monotonic() + interval
                 stop.wait(min(1.0, interval))
         finally:

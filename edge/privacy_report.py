@@ -50,7 +50,10 @@ def report(cfg: NodeConfig) -> str:
              f"| `{Topic.snapshots(node, ANY)}` (`+`: the event id) | an anonymised JPEG, only where enabled "
              "below |",
              f"| `{Topic.status(node)}` | online/offline |",
-             f"| `{Topic.heartbeat(node)}` | node health (fields below) |", "",
+             f"| `{Topic.heartbeat(node)}` | node health (fields below) |",
+             f"| `{Topic.config(node)}` (retained) | what the node watches: cameras, zones and their armed "
+             "schedules, the share of each view under privacy masks, snapshot policy, retention; no image "
+             "(docs/mqtt.md, \"Config\") |", "",
              "Transport: " + ("TLS to " if cfg.mqtt.tls else "plain TCP (no TLS configured) to ")
              + f"`{cfg.mqtt.host}:{cfg.mqtt.port}`.", "",
              "### Event fields", "", "| field | meaning |", "|---|---|"]

@@ -35,7 +35,7 @@ def only_sentinel(client: MqttTestClient, topic: str, payload: bytes) -> None:
 
 def node_topics(node: str) -> list[str]:
     return [Topic.events(node, "cam1"), Topic.snapshots(node, EVENT_ID), Topic.status(node),
-            Topic.heartbeat(node), Topic.acks(node)]
+            Topic.heartbeat(node), Topic.config(node), Topic.acks(node)]
 
 
 def test_node_cannot_publish_to_another_nodes_topics(broker: Broker) -> None:
@@ -52,7 +52,7 @@ def test_node_cannot_read_another_nodes_topics_nor_everything(broker: Broker) ->
     for topic in [*node_topics("node-a"), Topic.events(ANY, ANY), "#", f"{ROOT}/#", "$SYS/#"]:
         b.subscribe_wait(topic)  # granted or refused: either way nothing may arrive
     with broker.client("node-a") as a:
-        for topic in node_topics("node-a")[:4]:
+        for topic in node_topics("node-a")[:5]:
             assert a.publish_wait(topic, b"private") < 0x80
     with broker.client("central") as central:
         assert central.publish_wait(Topic.acks("node-a"), Ack(event_ids=[EVENT_ID]).model_dump_json()) < 0x80
@@ -137,3 +137,17 @@ def test_inbox_reads_status_and_heartbeat_only(broker: Broker) -> None:
         assert a.publish_wait(Topic.heartbeat("node-a"), b"heartbeat") < 0x80
     msg = inbox.expect_message()
     assert (msg.topic, msg.payload) == (Topic.heartbeat("node-a"), b"heartbeat")
+
+
+@pytest.mark.parametrize("reader", ["central", "inbox", "watcher"])
+def test_node_config_is_retained_and_read_by_consumer_inbox_and_observers(broker: Broker, reader: str) -> None:
+    with broker.client("node-b") as b:
+        assert b.publish_wait(Topic.config("node-a"), b"forged", retain=True) == NOT_AUTHORIZED
+    with broker.client("node-a") as a:
+        assert a.publish_wait(Topic.config("node-a"), b"setup", retain=True) < 0x80
+    c = broker.client(reader)  # connects after the publish: gets the retained copy
+    assert c.subscribe_wait(Topic.config(ANY)) == 1
+    msg = c.expect_message()
+    assert (msg.topic, msg.payload, msg.retain) == (Topic.config("node-a"), b"setup", True)
+    with broker.client("node-a") as a:  # clear it for the other tests
+        assert a.publish_wait(Topic.config("node-a"), b"", retain=True) < 0x80

@@ -212,7 +212,11 @@ def test_acl_grants_each_account_only_its_own_topics(reachable_dir: Path) -> Non
     blocks = {b.split("\n", 1)[0]: b for b in ("\n".join(lines) + "\n").split("user ")[1:]}
     assert blocks["node-a"].splitlines()[1:] == [
         f"topic write {ROOT}/node-a/events/+", f"topic write {ROOT}/node-a/snapshots/+",
-        f"topic write {ROOT}/node-a/status", f"topic write {ROOT}/node-a/heartbeat", f"topic read {ROOT}/node-a/acks"]
+        f"topic write {ROOT}/node-a/status", f"topic write {ROOT}/node-a/heartbeat",
+        f"topic write {ROOT}/node-a/config", f"topic read {ROOT}/node-a/acks"]
+    # The node's config (retained): read by the consumer, the inbox and observers.
+    for reader in ("central", "inbox", "acme"):
+        assert f"topic read {ROOT}/+/config" in blocks[reader]
     # Snapshots: only the consumer reads them; only the consumer writes anything central.
     assert f"topic read {ROOT}/+/snapshots/+" in blocks["central"]
     assert f"topic write {ROOT}/+/acks" in blocks["central"]

@@ -144,7 +144,7 @@ def test_parse_message_outcomes() -> None:
 
 def test_shared_group_subscriptions() -> None:
     assert subscriptions(None) == [Topic.events(ANY, ANY), Topic.status(ANY), Topic.heartbeat(ANY),
-                                   Topic.snapshots(ANY, ANY)]
+                                   Topic.snapshots(ANY, ANY), Topic.config(ANY)]
     assert subscriptions("g1")[0] == f"$share/g1/{Topic.events(ANY, ANY)}"
 
 

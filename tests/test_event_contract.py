@@ -24,6 +24,7 @@ from vaktpost.contract.events import (
     schema_file_name,
     uuid7,
 )
+from vaktpost.contract.messages import published_schemas
 from vaktpost.edge.analysis.scene_change import ChangeKind
 from vaktpost.edge.analysis.tamper import SUBTYPES as TAMPER_SUBTYPES
 
@@ -38,11 +39,15 @@ def event(**kw) -> Event:
 
 def test_published_schemas_are_generated_from_the_models():
     published = sorted(p.name for p in SCHEMA_DIR.glob("*.json"))
-    assert published == sorted(schema_file_name(n) for n in EVENT_MODELS), \
+    expected = published_schemas()
+    assert published == sorted(expected) == sorted([*(schema_file_name(n) for n in EVENT_MODELS),
+                                                    "config-1.schema.json"]), \
         "one published schema per version, nothing else: run `vaktpost schema --write`"
     for name in EVENT_MODELS:
         assert json.loads((SCHEMA_DIR / schema_file_name(name)).read_text()) == json_schema(name), \
             f"vaktpost/contract/schema/{schema_file_name(name)} is stale: run `vaktpost schema --write`"
+    assert json.loads((SCHEMA_DIR / "config-1.schema.json").read_text()) == expected["config-1.schema.json"], \
+        "vaktpost/contract/schema/config-1.schema.json is stale: run `vaktpost schema --write`"
 
 
 def test_nodes_emit_the_newest_version_and_the_consumer_accepts_every_known_one():

@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("skimage", reason="photo figures need scikit-image (dev extra)")
 
-from vaktpost.edge.analysis.schedule import is_armed
+from vaktpost.contract.schedule import is_armed
 from vaktpost.edge.config import Camera, parse
 from vaktpost.edge.geometry import point_in_polygon
 from vaktpost.evaluate import load_clip

@@ -24,6 +24,7 @@ def test_builds_the_tree_and_parses_it_back() -> None:
         assert parsed.node_id == "node-a" and not parsed.is_filter
     assert Topic.parse(f"{ROOT}/node-a/events/yard").leaf == "yard"
     assert Topic.parse(f"{ROOT}/node-a/snapshots/{eid}").kind is Kind.snapshots
+    assert Topic.parse(f"{ROOT}/node-a/config") == Topic.config("node-a") == f"{ROOT}/node-a/config"
 
 
 def test_survives_copy_and_pickle() -> None:
@@ -64,10 +65,10 @@ def test_building_validates_the_parts() -> None:
 
 def test_consumer_filters_match_exactly_the_node_topics_it_reads() -> None:
     assert [str(f) for f in CONSUMER_FILTERS] == [f"{ROOT}/+/events/+", f"{ROOT}/+/status", f"{ROOT}/+/heartbeat",
-                                                  f"{ROOT}/+/snapshots/+"]
+                                                  f"{ROOT}/+/snapshots/+", f"{ROOT}/+/config"]
     assert all(f.is_filter for f in CONSUMER_FILTERS)
     read = [Topic.events("node-b", "gate"), Topic.status("node-a"), Topic.heartbeat("node-c"),
-            Topic.snapshots("node-a", uuid7())]
+            Topic.snapshots("node-a", uuid7()), Topic.config("node-b")]
     for f, topic in zip(CONSUMER_FILTERS, read):
         assert f.matches(topic)
         assert [g for g in CONSUMER_FILTERS if g.matches(topic)] == [f]

@@ -191,11 +191,12 @@ def analyze(
 
 @app.command()
 def schema(write: Annotated[bool, typer.Option(
-        help="Write vaktpost/contract/schema/event-<n>.schema.json, one file per version")] = False) -> None:
+        help="Write vaktpost/contract/schema/event-<n>.schema.json, one file per version, and "
+             "config-<n>.schema.json")] = False) -> None:
     """Print (as one JSON object by file name) or write the published JSON Schema of every
-    event version (docs/mqtt.md, "Versions")."""
-    from vaktpost.contract.events import EVENT_MODELS, json_schema, schema_file_name
-    schemas = {schema_file_name(name): json_schema(name) for name in EVENT_MODELS}
+    event version and of the node's config message (docs/mqtt.md, "Versions")."""
+    from vaktpost.contract.messages import published_schemas
+    schemas = published_schemas()
     if not write:
         sys.stdout.write(json.dumps(schemas, indent=2, sort_keys=True) + "\n")
         return

@@ -20,6 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaktpost.broker.config import InboxSection
+from vaktpost.broker.exposure import exposure
 from vaktpost.broker.inbox import admin_pages, api, csrf, incidents_pages, lagesbild_pages, subscriptions_page
 from vaktpost.broker.inbox.accounts import Account, Accounts
 from vaktpost.broker.inbox.auth import Authenticator, LocalPasswordAuthenticator, PasswordAuthenticator
@@ -66,6 +67,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(incidents_pages.router)
     app.include_router(admin_pages.router)
+    app.state.exposure = exposure  # rates of the situational picture
     app.include_router(subscriptions_page.router)
     app.include_router(lagesbild_pages.router)
     api.include_api(app, store)

@@ -24,6 +24,9 @@ alone, so one message can never stall ingest. When the database fails (down,
 locked), nothing is acknowledged: the batch is retried with backoff, and meanwhile
 the broker stops sending once its in-flight window is full.
 
+Status, heartbeats and the retained `config` also maintain the node's online
+intervals and its config history (vaktpost.broker.coverage) for the exposure hours.
+
 Snapshots (raw JPEG on `snapshots/<event_id>`) take the same path: checked
 (broker.jpeg), stored, acked to the node as `<event_id>/snapshot`. A second
 thread runs the retention purge at start and every `retention.purge_interval`.
@@ -36,7 +39,7 @@ import queue
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -47,6 +50,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
 
+from vaktpost.broker import coverage
 from vaktpost.broker.config import CentralConfig
 from vaktpost.broker.incidents import retention
 from vaktpost.broker.incidents.grouping import Grouper
@@ -54,7 +58,7 @@ from vaktpost.broker.incidents.watch import HeartbeatWatch
 from vaktpost.broker.ingest.parse import Parsed, Rejected, Snapshot, ack_id, node_of, parse_message
 from vaktpost.broker.store import PurgeResult, Store, StoreTx, utcnow
 from vaktpost.contract.events import BaseEvent
-from vaktpost.contract.messages import Ack, Heartbeat, Status
+from vaktpost.contract.messages import Ack, Heartbeat, NodeSetup, Status
 from vaktpost.contract.topics import CONSUMER_FILTERS, Topic
 
 log = logging.getLogger(__name__)
@@ -129,6 +133,9 @@ class Consumer:
         self._client = self._make_client()
         # Incidents: grouped in each batch's transaction, missed heartbeats on a timer.
         self.incidents = Grouper(config.incidents)
+        # Online intervals (exposure): a heartbeat this long after the last sign of life
+        # still continues the interval; the inbox shows a node offline after as long.
+        self._online_gap = timedelta(seconds=config.inbox.node_offline_after)
         self._heartbeat_watch = HeartbeatWatch(store, self.incidents, self._stop)
 
     # -- MQTT ---------------------------------------------------------------------
@@ -244,9 +251,15 @@ class Consumer:
                 acks[node].append(p.event_id)
         elif isinstance(p, Status):
             tx.record_status(p)
+            coverage.record_status(tx.conn, p, utcnow(), self._online_gap)
             counts["node_updates"] += 1
         elif isinstance(p, Heartbeat):
             tx.record_heartbeat(p)
+            coverage.record_heartbeat(tx.conn, p, self._online_gap)
+            counts["node_updates"] += 1
+        elif isinstance(p, NodeSetup):
+            if coverage.record_setup(tx.conn, p, utcnow()):
+                log.info("node %s: new config (%d cameras)", p.node_id, len(p.cameras))
             counts["node_updates"] += 1
 
     def _commit(self, items: list[tuple[Inbound, Parsed]]) -> dict[str, list[str]]:

@@ -1,7 +1,8 @@
 """Ingest, step one: what a node message means (pure, no I/O).
 
 `parse_message(topic, payload)` turns one MQTT message into a typed message (an
-event of any accepted version, a checked snapshot, a status, a heartbeat), into
+event of any accepted version, a checked snapshot, a status, a heartbeat, a node's
+config), into
 None (nothing to store), or into a `Rejected` that goes to dead_letters. It never
 raises: every number and time is bounded by the contract (docs/mqtt.md, "Bounds"),
 and times more than `MAX_AHEAD` after the consumer's clock are refused here. The
@@ -23,7 +24,7 @@ from vaktpost.broker.config import DEFAULT_SNAPSHOT_MAX_BYTES
 from vaktpost.contract.config import format_errors
 from vaktpost.contract.events import MAX_AHEAD, UUID7_PATTERN, BaseEvent, parse_event
 from vaktpost.contract.jpeg import JpegError, check_jpeg
-from vaktpost.contract.messages import Heartbeat, Status
+from vaktpost.contract.messages import Heartbeat, NodeSetup, Status
 from vaktpost.contract.topics import Kind, Topic, TopicError, snapshot_row_id
 
 
@@ -54,7 +55,7 @@ class Snapshot:
         return snapshot_row_id(self.event_id)
 
 
-Parsed = BaseEvent | Snapshot | Status | Heartbeat | Rejected | None  # None: nothing to store
+Parsed = BaseEvent | Snapshot | Status | Heartbeat | NodeSetup | Rejected | None  # None: nothing to store
 _UUID7 = re.compile(UUID7_PATTERN)
 
 
@@ -92,19 +93,23 @@ def _parse_event(node: str, camera: str, payload: bytes, now: datetime) -> BaseE
     return ev
 
 
-def _parse_node_message(model: type[Status] | type[Heartbeat], node: str, payload: bytes,
+_WHAT = {Status: "status", Heartbeat: "heartbeat", NodeSetup: "config"}
+
+
+def _parse_node_message(model: type[Status] | type[Heartbeat] | type[NodeSetup], node: str, payload: bytes,
                         now: datetime) -> Parsed:
+    what = _WHAT[model]
     if not payload:
-        return None  # an empty retained message only clears the retained status
+        return None  # an empty retained message only clears the retained status or config
     try:
         msg = model.model_validate_json(payload)
     except ValidationError as e:
-        return Rejected(f"invalid {model.__name__.lower()}: {format_errors(e)}")
+        return Rejected(f"invalid {what}: {format_errors(e)}")
     if msg.node_id != node:
         return Rejected(f"payload node_id {msg.node_id!r} differs from topic node {node!r}: "
                         "a node cannot speak for another")
     if ahead := _too_far_ahead((msg.at,), now):
-        return Rejected(f"invalid {model.__name__.lower()}: {ahead}")
+        return Rejected(f"invalid {what}: {ahead}")
     return msg
 
 
@@ -150,6 +155,8 @@ def _parse_message(topic: str, payload: bytes, max_snapshot_bytes: int, now: dat
         return _parse_node_message(Status, t.node_id, payload, now)
     if t.kind is Kind.heartbeat:
         return _parse_node_message(Heartbeat, t.node_id, payload, now)
+    if t.kind is Kind.config:
+        return _parse_node_message(NodeSetup, t.node_id, payload, now)
     return Rejected(f"unexpected topic: the consumer does not read {t.kind} ({topic!r})")
 
 

@@ -9,9 +9,10 @@ right across daylight saving (the zone's offsets are whole hours, as
 Europe/Stockholm's are). An incident is counted once however many of the places
 asked about it belongs to.
 
-Rates need exposure (camera-hours online and armed), which another module computes
-from the nodes' `config` messages and heartbeats. It comes in as an `ExposureSource`;
-`no_exposure` is the default, and then pages show raw counts only.
+Rates need exposure (camera-hours online and armed), which `vaktpost.broker.exposure`
+computes from the nodes' `config` messages and heartbeats. It comes in as an
+`ExposureSource` (the inbox sets `exposure.exposure`); with `no_exposure` pages show
+raw counts only.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
+from vaktpost.broker.exposure import CameraExposure
 from vaktpost.broker.incidents.kinds import IncidentType
 from vaktpost.broker.incidents.tables import incident_places, incidents
 from vaktpost.broker.store import Store, camera_assignments
@@ -116,23 +118,6 @@ class Period:
 # --- exposure ----------------------------------------------------------------------
 
 
-class CameraExposure(Protocol):
-    """One camera's (and zone's) hours, as `vaktpost.broker.exposure.exposure` reports them."""
-
-    @property
-    def node_id(self) -> str: ...
-    @property
-    def camera_id(self) -> str: ...
-    @property
-    def place_id(self) -> str | None: ...
-    @property
-    def zone(self) -> str | None: ...
-    @property
-    def online_hours(self) -> float: ...
-    @property
-    def armed_hours(self) -> float: ...
-
-
 class ExposureSource(Protocol):
     def __call__(self, store: Store, start: datetime, end: datetime, *,
                  places: list[str] | None = None) -> Sequence[CameraExposure]: ...
@@ -140,7 +125,7 @@ class ExposureSource(Protocol):
 
 def no_exposure(store: Store, start: datetime, end: datetime, *,
                 places: list[str] | None = None) -> Sequence[CameraExposure]:
-    """No coverage data (the default until the nodes' coverage is kept): counts only."""
+    """No coverage data (tests of counts alone): counts only."""
     return []
 
 

@@ -34,7 +34,7 @@ from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from vaktpost.contract.events import EventType
-from vaktpost.edge.analysis.schedule import is_armed
+from vaktpost.contract.schedule import is_armed
 from vaktpost.edge.config import Zone
 from vaktpost.edge.config.rules import RulesSettings
 from vaktpost.edge.events.factory import EventIdentity

@@ -11,11 +11,11 @@ side, so a config works the same whatever directory the node starts in.
 from __future__ import annotations
 
 import os
-from datetime import date, time
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, Field, field_validator, model_validator
+from pydantic import AfterValidator, AwareDatetime, Field, PrivateAttr, field_validator, model_validator
 
 from vaktpost.contract.config import (
     RESERVED_ACCOUNTS,
@@ -29,6 +29,8 @@ from vaktpost.contract.config import (
     rebase,
     validate,
 )
+from vaktpost.contract.schedule import DAYS, ArmedRange, ArmedSchedule, Day
+from vaktpost.edge.config import armed
 from vaktpost.edge.config.detectors import DetectorSettings
 from vaktpost.edge.config.motion import MotionSection
 from vaktpost.edge.config.rules import RulesSettings
@@ -38,8 +40,7 @@ from vaktpost.edge.config.tamper import TamperSettings
 from vaktpost.edge.geometry import self_intersects
 
 Point = Annotated[list[float], Field(min_length=2, max_length=2)]
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+__all__ = ["DAYS", "ArmedRange", "ArmedSchedule", "Day"]  # the contract's, named here for the node's modules
 
 
 def _check_polygon(poly: list[list[float]]) -> list[list[float]]:
@@ -63,6 +64,8 @@ Polygon = Annotated[
 class NodeSection(Strict):
     id: Ident = Field(description="Node id; also its MQTT username")
     timezone: TimeZoneName = Field("Europe/Stockholm", description="IANA zone for zone schedules")
+    school_breaks: Path | None = Field(
+        None, description="iCalendar file of school breaks for every zone that names none of its own")
 
     @field_validator("id")
     @classmethod
@@ -88,42 +91,33 @@ class SpoolSection(Strict):
     )
 
 
-class ArmedRange(Strict):
-    days: list[Day] = Field(min_length=1, description="Days on which the range starts")
-    from_: time = Field(alias="from", description="HH:MM local time")
-    to: time | Literal["24:00"] = Field(description="HH:MM; earlier than from means overnight; 24:00 is midnight")
-
-    @field_validator("from_", "to", mode="before")
-    @classmethod
-    def _parse_time(cls, v):
-        if isinstance(v, int):  # YAML 1.1 reads 18:00 unquoted as sexagesimal 1080
-            v = f"{v // 60:02d}:{v % 60:02d}"
-        if v == "24:00":
-            return v
-        return v
-
-
-class ArmedSchedule(Strict):
-    ranges: list[ArmedRange] = Field(default_factory=list)
-    exceptions: list[date] = Field(default_factory=list, description="Dates (local) never armed, e.g. school events")
-    armed_dates: list[date] = Field(default_factory=list, description="Dates (local) armed all day, e.g. holidays")
-
-
 class Zone(Strict):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9 _-]{1,64}$")]
     polygon: Polygon
     armed: list[ArmedRange] | ArmedSchedule = Field(
         default_factory=list,
-        description="Weekly schedule: a list of ranges, or {ranges, exceptions, armed_dates}",
+        description="Weekly schedule: a list of ranges, or {ranges, exceptions, armed_dates}, or "
+        "{preset: school_facade, exceptions, armed_dates} (docs/config.md, \"Armed schedules\")",
     )
+    school_breaks: Path | None = Field(
+        None, description="iCalendar file whose all-day events are school breaks, armed like holidays "
+        "(default: the camera's, else the node's)")
+    _schedule: ArmedSchedule | None = PrivateAttr(None)
+
+    @model_validator(mode="after")
+    def _preset_or_ranges(self) -> Zone:
+        if isinstance(self.armed, ArmedSchedule) and self.armed.preset is not None and self.armed.ranges:
+            raise ValueError("armed: a preset gives the ranges; give either preset or ranges")
+        return self
 
     @property
     def schedule(self) -> ArmedSchedule:
-        return self.armed if isinstance(self.armed, ArmedSchedule) else ArmedSchedule(ranges=self.armed)
-
-
-
-
+        """The schedule as evaluated: preset ranges filled in, holidays and school breaks
+        resolved (edge/config/armed.py); computed once."""
+        if self._schedule is None:
+            written = self.armed if isinstance(self.armed, ArmedSchedule) else ArmedSchedule(ranges=self.armed)
+            self._schedule = armed.resolve(written, breaks=self.school_breaks, today=date.today())
+        return self._schedule
 
 
 URL_SCHEMES = ("rtsp://", "http://", "https://")
@@ -153,6 +147,8 @@ class Camera(Strict):
     privacy_masks: list[Polygon] = Field(default_factory=list, description="Blanked before any analysis")
     motion_masks: list[Polygon] = Field(default_factory=list, description="Ignored by motion detection")
     zones: list[Zone] = Field(default_factory=list)
+    school_breaks: Path | None = Field(
+        None, description="iCalendar file of school breaks for this camera's zones that name none")
     motion: MotionSection = Field(default_factory=MotionSection)
     reconnect_max_seconds: float = Field(30.0, gt=0, description="Cap of the reconnect backoff")
     lost_after_seconds: float = Field(10.0, gt=0, description="No frames for this long raises a health event")
@@ -220,7 +216,13 @@ def resolve_paths(cfg: NodeConfig, base: Path) -> NodeConfig:
     for cam in cfg.cameras:
         f = source_file(cam.source)
         rebased = rebase(f, base) if f is not None else None
-        cameras.append(cam.model_copy(update={"source": str(rebased)}) if rebased else cam)
+        update: dict[str, object] = {"source": str(rebased)} if rebased else {}
+        # Each zone gets its school-break file (its own, else the camera's, else the node's).
+        zones = []
+        for z in cam.zones:
+            ics = z.school_breaks or cam.school_breaks or cfg.node.school_breaks
+            zones.append(z.model_copy(update={"school_breaks": rebase(ics, base) or ics}))
+        cameras.append(cam.model_copy(update={**update, "zones": zones}))
     return cfg.model_copy(update={
         "mqtt": cfg.mqtt.rebased(base),
         "spool": cfg.spool.model_copy(update={"path": rebase(cfg.spool.path, base) or cfg.spool.path}),
@@ -260,5 +262,11 @@ def spool_problems(cfg: NodeConfig) -> list[str]:
 
 
 def load(path: str | Path) -> NodeConfig:
+    """The config in `path`, paths resolved and every zone's schedule evaluated once, so a
+    school-break file that cannot be read is a ConfigError now, not in the middle of a run."""
     path = Path(path)
-    return resolve_paths(parse(read_yaml(path), source=str(path)), path.resolve().parent)
+    cfg = resolve_paths(parse(read_yaml(path), source=str(path)), path.resolve().parent)
+    for cam in cfg.cameras:
+        for z in cam.zones:
+            _ = z.schedule
+    return cfg

@@ -23,7 +23,7 @@ from paho.mqtt.properties import Properties
 from pydantic import ValidationError
 
 from vaktpost.contract.config import ConfigError
-from vaktpost.contract.messages import Ack, Heartbeat, Status
+from vaktpost.contract.messages import Ack, Heartbeat, NodeSetup, Status
 from vaktpost.contract.topics import Topic
 from vaktpost.edge.config import MqttSection
 from vaktpost.edge.delivery.outbox import Outbox, Row
@@ -102,6 +102,7 @@ class Publisher:
         self._stopping = threading.Event()
         self._sender: threading.Thread | None = None
         self._max_packet: int | None = None
+        self._setup: bytes | None = None  # the retained config message (NodeSetup)
         self._window_now = window
         self._stats = {"published": 0, "resent": 0, "refused": 0, "acked": 0, "connects": 0,
                        "connect_refusals": 0}
@@ -185,6 +186,22 @@ class Publisher:
 
     def publish_status(self, state: Literal["online", "offline"]) -> mqtt.MQTTMessageInfo | None:
         return self._publish(self.status_topic, self._status_payload(state), qos=1, retain=True)
+
+    def set_setup(self, setup: NodeSetup) -> None:
+        """What the node watches (docs/mqtt.md, "Config"): published retained now if
+        connected, and again at every connect, so the broker keeps the latest across
+        restarts and a consumer that was away reads it."""
+        with self._lock:
+            self._setup = setup.to_payload()
+        if self.connected:
+            self.publish_setup()
+
+    def publish_setup(self) -> mqtt.MQTTMessageInfo | None:
+        with self._lock:
+            payload = self._setup
+        if payload is None:
+            return None
+        return self._publish(Topic.config(self.node_id), payload, qos=1, retain=True)
 
     def heartbeat(self, hb: Heartbeat) -> bool:
         """Publish a heartbeat at QoS 1 (docs/mqtt.md). Skipped, returning False, while
@@ -343,6 +360,7 @@ class Publisher:
                 log.exception("could not mark unacknowledged events due again")
                 reset = 0
             self.publish_status("online")
+            self.publish_setup()
             self._connected.set()
             log.info("connected to %s:%d as %s (session present: %s, %d unacknowledged event(s) due again)",
                      self.config.host, self.config.port, self.username,

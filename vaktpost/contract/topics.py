@@ -9,6 +9,7 @@ so the broker ACL can confine a node with one `%u` pattern (docs/mqtt.md):
     <ROOT>/<node_id>/snapshots/<event_id>    node → consumer (raw JPEG)
     <ROOT>/<node_id>/status                  node → consumer (retained, Last Will)
     <ROOT>/<node_id>/heartbeat               node → consumer
+    <ROOT>/<node_id>/config                  node → consumer (retained: what it watches)
     <ROOT>/<node_id>/acks                    consumer → node
 """
 
@@ -32,6 +33,7 @@ class Kind(StrEnum):
     snapshots = "snapshots"  # + /<event_id>
     status = "status"
     heartbeat = "heartbeat"
+    config = "config"  # retained: cameras, zones, schedules, masks, policies (NodeSetup)
     acks = "acks"
 
 
@@ -99,6 +101,11 @@ class Topic(str):
         return cls(node_id, Kind.heartbeat)
 
     @classmethod
+    def config(cls, node_id: str) -> Topic:
+        """Where a node publishes, retained, what it watches (`messages.NodeSetup`)."""
+        return cls(node_id, Kind.config)
+
+    @classmethod
     def acks(cls, node_id: str) -> Topic:
         return cls(node_id, Kind.acks)
 
@@ -150,7 +157,8 @@ def _check_ident(what: str, value: str) -> None:
 
 # What the consumer subscribes to.
 CONSUMER_FILTERS: tuple[Topic, ...] = (
-    Topic.events(ANY, ANY), Topic.status(ANY), Topic.heartbeat(ANY), Topic.snapshots(ANY, ANY))
+    Topic.events(ANY, ANY), Topic.status(ANY), Topic.heartbeat(ANY), Topic.snapshots(ANY, ANY),
+    Topic.config(ANY))
 
 # A snapshot travels through the outbox as a row of its own next to its event's row,
 # and the consumer acks it under this id.
