@@ -35,6 +35,9 @@ from vaktpost.edge.geometry import Box, iou
 from vaktpost.edge.privacy.masks import polygon_mask
 
 Polygon = Sequence[Sequence[float]]
+# A blob is motionless when under 1 % of it changed, since it first stood still, by this share of
+# `threshold`: far above sensor noise after the analysis blur, below the sway of someone standing still.
+STILL_SHARE = 0.4
 
 
 
@@ -142,7 +145,11 @@ class MotionDetector:
     A blob that `is_ghost` recognises (with `ghost_ratio`; None disables) in
     `ghost_frames` consecutive frames at the same place is healed into the
     background; requiring persistence keeps a single misjudged frame of a
-    passer-by from being learnt.
+    passer-by from being learnt. Likewise a blob whose pixels have not changed
+    from frame to frame for `still_frames` frames (fresh paint, a bag put
+    down) is healed: it is a change of the scene, not motion. Blobs that touch
+    a `keep` box passed to `detect` (a tracked person standing still) are
+    never healed as still.
     """
 
     def __init__(
@@ -155,6 +162,7 @@ class MotionDetector:
         foreground_rate_factor: float = 0.1,
         ghost_ratio: float | None = 1.5,
         ghost_frames: int = 3,
+        still_frames: int = 15,
         blur: int = 5,
     ) -> None:
         self.settings = settings or MotionSection()
@@ -164,6 +172,9 @@ class MotionDetector:
         self.foreground_rate_factor = foreground_rate_factor
         self.ghost_ratio = ghost_ratio
         self.ghost_frames = ghost_frames
+        self.still_frames = still_frames
+        # Blobs standing still: (x1, y1, x2, y2) pixels, frames still, and where and how they looked then.
+        self._still: list[tuple[tuple[int, int, int, int], int, tuple[slice, slice], np.ndarray]] = []
         self._ghosts: list[tuple[tuple[int, int, int, int], int]] = []  # (x1, y1, x2, y2) pixels, frames seen
         self.blur = blur
         self._close = close_kernel_for(self.settings.width)
@@ -188,16 +199,18 @@ class MotionDetector:
         self._samples = sample_indices(valid)
         self._settle = 0
         self._ghosts = []
+        self._still = []
 
-    def detect(self, frame: np.ndarray) -> MotionResult:
+    def detect(self, frame: np.ndarray, keep: Sequence[Box] = ()) -> MotionResult:
+        """Motion in `frame`; `keep`: normalised boxes of people (tracks) whose blobs are never healed as still."""
         gray = to_analysis_gray(frame, self.settings.width, self.blur)
         self.frames += 1
         try:
-            return self._detect(gray)
+            return self._detect(gray, keep)
         finally:
             self._previous = gray
 
-    def _detect(self, gray: np.ndarray) -> MotionResult:
+    def _detect(self, gray: np.ndarray, keep: Sequence[Box] = ()) -> MotionResult:
         s = self.settings
         bg = self._background
         if bg is None or bg.shape != gray.shape:
@@ -228,7 +241,7 @@ class MotionDetector:
         fg = clean_mask(fg, 3, self._close)
         if self._valid is not None:
             fg &= self._valid  # closing can grow blobs back under a mask
-        boxes = self._real_boxes(gray, fg)
+        boxes = self._real_boxes(gray, fg, keep)
 
         score = 0.0
         if boxes:
@@ -244,32 +257,58 @@ class MotionDetector:
             cv2.accumulateWeighted(gray, bg, s.learning_rate * self.foreground_rate_factor, mask=moving)
         return MotionResult(boxes=boxes, changed_fraction=raw_fraction, illumination_change=False, score=score)
 
-    def _real_boxes(self, gray: np.ndarray, fg: np.ndarray) -> list[Box]:
-        """Boxes of the blobs in `fg`; persistent ghosts are healed (background := frame) and dropped."""
+    def _real_boxes(self, gray: np.ndarray, fg: np.ndarray, keep: Sequence[Box] = ()) -> list[Box]:
+        """Boxes of the blobs in `fg`; persistent ghosts and blobs still for long are healed
+        (background := frame) and dropped."""
         labels, kept = blobs(fg, self.settings.min_area)
-        if not kept or self.ghost_ratio is None:
-            self._ghosts = []
+        prev = self._previous if self._previous is not None and self._previous.shape == gray.shape else None
+        if not kept or prev is None:
+            self._ghosts, self._still = [], []
             return [normalised_box(x, y, bw, bh, fg.shape) for _, x, y, bw, bh in kept]
         bg = self._background
         assert bg is not None
-        prev = self._previous if self._previous is not None and self._previous.shape == gray.shape else None
         h, w = fg.shape
-        boxes, ghosts = [], []
+        boxes: list[Box] = []
+        ghosts: list[tuple[tuple[int, int, int, int], int]] = []
+        stills: list[tuple[tuple[int, int, int, int], int, tuple[slice, slice], np.ndarray]] = []
         for label, x, y, bw, bh in kept:
             # Crop with a margin so the ring around the blob fits.
             sl = (slice(max(0, y - 3), min(h, y + bh + 3)), slice(max(0, x - 3), min(w, x + bw + 3)))
             blob = labels[sl] == label
+            rect = (x, y, x + bw, y + bh)
             # A ghost is still; a blob merging a ghost with a passer-by is not and must not be healed.
-            still = prev is not None and changed_share(gray[sl], prev[sl], blob, self.settings.threshold) <= 0.01
-            if still and is_ghost(gray[sl], bg[sl], blob, self.ghost_ratio):
-                seen = 1 + max((n for r, n in self._ghosts if iou(r, (x, y, x + bw, y + bh)) >= 0.8), default=0)
-                if seen >= self.ghost_frames:
-                    # Heal the blob and the ring around it, where its blurred edge lies.
-                    heal = cv2.dilate(blob.astype(np.uint8), self._grow, iterations=2).astype(bool)
-                    bg[sl][heal] = gray[sl][heal]
-                    fg[sl][heal] = 0  # so the background update below treats it as healed
-                    continue
-                ghosts.append(((x, y, x + bw, y + bh), seen))
+            still = changed_share(gray[sl], prev[sl], blob, self.settings.threshold) <= 0.01
+            heal = False
+            if still and self.ghost_ratio is not None and is_ghost(gray[sl], bg[sl], blob, self.ghost_ratio):
+                seen = 1 + max((n for r, n in self._ghosts if iou(r, rect) >= 0.8), default=0)
+                heal = seen >= self.ghost_frames
+                ghosts.append((rect, seen))
+            if still and not heal and not any(_touches(rect, k, (h, w)) for k in keep):
+                # Motionless for long: fresh paint or a bag put down is part of the scene now, not
+                # motion. Compared with how it looked when it first stood still, at a low threshold,
+                # because someone standing still sways too slowly for one frame to the next to show.
+                match = next((c for c in self._still if iou(c[0], rect) >= 0.8), None)
+                if match is not None and changed_share(
+                        gray[match[2]], match[3], labels[match[2]] == label,
+                        STILL_SHARE * self.settings.threshold) <= 0.01:
+                    seen = match[1] + 1
+                    heal = seen >= self.still_frames
+                    stills.append((rect, seen, match[2], match[3]))
+                else:
+                    stills.append((rect, 1, sl, gray[sl].copy()))
+            if heal:
+                # Heal the blob and the ring around it, where its blurred edge lies.
+                ring = cv2.dilate(blob.astype(np.uint8), self._grow, iterations=2).astype(bool)
+                bg[sl][ring] = gray[sl][ring]
+                fg[sl][ring] = 0  # so the background update below treats it as healed
+                continue
             boxes.append(normalised_box(x, y, bw, bh, fg.shape))
-        self._ghosts = ghosts
+        self._ghosts, self._still = ghosts, stills
         return boxes
+
+
+def _touches(rect: tuple[int, int, int, int], box: Box, shape: tuple[int, int]) -> bool:
+    """Whether a pixel rect (x1, y1, x2, y2) overlaps a normalised box."""
+    h, w = shape
+    x1, y1, x2, y2 = rect
+    return x1 < box[2] * w and box[0] * w < x2 and y1 < box[3] * h and box[1] * h < y2
