@@ -105,10 +105,10 @@ def test_full_set_json_is_deterministic_and_complete() -> None:
     a, b = scenarios(), scenarios()
     assert [s.to_json() for s in a] == [s.to_json() for s in b]
     names = [s.name for s in a]
-    assert len(names) == len(set(names)) == 14 and set(QUICK) <= set(names)
+    assert len(names) == len(set(names)) == 21 and set(QUICK) <= set(names)
     for sc in a:
         validate_config(sc.config())
-        assert 15 <= sc.scene.duration_s <= 60 and (sc.scene.width, sc.scene.height, sc.scene.fps) == (640, 360, 10)
+        assert 15 <= sc.scene.duration_s <= 80 and (sc.scene.width, sc.scene.height, sc.scene.fps) == (640, 360, 10)
         for e in sc.expected:
             assert 0 <= e.from_s < e.to_s <= sc.scene.duration_s
         assert not {e.type for e in sc.expected} & set(sc.forbidden)
