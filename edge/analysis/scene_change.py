@@ -485,9 +485,11 @@ class SceneChangeDetector:
         reference = gray_of(self._reference)
         view = np.where(settled, gray_of(recent), reference)
         shift, response = view_alignment(view, reference)
-        if response < MIN_SAME_VIEW or shift >= MAX_VIEW_SHIFT:
-            # The camera moved or sees something else (a tamper matter, see edge/analysis/tamper.py):
-            # what differs is the view, not objects in it.
+        # The camera moved (a shift found with confidence) or sees something else altogether (no
+        # match, and much of it differs): a tamper matter (edge/analysis/tamper.py), not objects in
+        # the view. On a plain scene one large new object alone can spoil the match: that is judged.
+        elsewhere = response < MIN_SAME_VIEW and lasting.sum() > 0.5 * s.relearn_area * max(1, settled.sum())
+        if (response >= MIN_SAME_VIEW and shift >= MAX_VIEW_SHIFT) or elsewhere:
             self._relearn()
             return None
         if view_sharpness(view, reference) < MIN_SHARPNESS:
