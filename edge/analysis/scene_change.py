@@ -107,7 +107,7 @@ class SceneChange:
     confidence: float  # 0..1, from size and contrast
     subtype: ChangeKind  # appeared: something new stands out; removed: something that stood out is gone
     area: float  # the changed region (strokes joined) as a fraction of the image
-    first_seen: float  # t of the first quiet frame that showed the change
+    first_seen: float  # t by which most of the change had been seen where nothing moved
     t: float  # t at which it was confirmed
 
 
@@ -358,7 +358,7 @@ class SceneChangeDetector:
         self._grid: CellGrid | None = None
         self._quiet_since = np.empty((0, 0))  # per cell: frame time it was last active
         self._known = np.empty((0, 0), bool)  # per cell: seen quiet, so its reference counts
-        self._first = np.empty(0)  # per pixel: frame time it started to differ; inf where it does not
+        self._first = np.empty(0)  # per pixel: frame time it was first seen differing while quiet; inf: not
         self._samples = np.empty(0, np.intp)
         self._unlearnt = 0.0  # seconds of frames since the reference last learnt
         self._last_t: float | None = None
@@ -407,8 +407,9 @@ class SceneChangeDetector:
         # `recent` averages where quiet and follows the frame where active (no trail of passers-by).
         if step > 0:
             cv2.accumulateWeighted(img, self._recent, 1.0 - math.exp(-step / (s.settle_seconds * RECENT_FRACTION)))
+        busy = grid.pixels(active)
         if active.any():
-            cv2.copyTo(img, grid.pixels(active).view(np.uint8), self._recent)
+            cv2.copyTo(img, busy.view(np.uint8), self._recent)
         # Until a cell has been seen quiet its reference is just what it shows now.
         if not self._known.all():
             cv2.copyTo(self._recent, grid.pixels(~self._known).view(np.uint8), self._reference)
@@ -424,7 +425,9 @@ class SceneChangeDetector:
         if float(lasting.mean()) > s.relearn_area:
             self._reseed(img, t)
             return None
-        self._first = np.where(differs, np.minimum(self._first, t), np.inf)
+        # A change dates from the first quiet sighting (not from the painter or owner in front of
+        # it); activity over it later does not reset that.
+        self._first = np.where(differs, np.where(busy, self._first, np.minimum(self._first, t)), np.inf)
         self._unlearnt += step
         if self._unlearnt >= LEARN_EVERY:
             # Learn the empty scene slowly where it is settled and nothing differs (once a second
@@ -542,7 +545,7 @@ class SceneChangeDetector:
         kind = change_kind(gray_of(recent[box]), gray_of(compensated[box]), region)
         confidence = motion_score((nbox[2] - nbox[0]) * (nbox[3] - nbox[1]), float(diff[box][pixels].mean()),
                                   s.threshold, s.min_area)
-        first_seen = float(np.min(self._first[box][pixels]))
+        first_seen = float(np.median(self._first[box][pixels]))  # most of it: not the odd pixel a person hid
         self._adopt(box, region)
         return SceneChange(region=nbox, confidence=confidence, subtype=kind, area=area / (h * w),
                            first_seen=first_seen, t=t)
