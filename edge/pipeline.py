@@ -3,7 +3,7 @@
     frame → privacy masks → motion → person detector (on motion crops) → tracker
           → rules (intrusion, loitering)            ┐
     masked frame → tamper (covered, defocused, moved) ├→ events → snapshots (anonymised)
-    masked frame, quiet → lasting scene change       ┘
+    masked frame, people → lasting scene change      ┘
 
 The same `CameraPipeline` runs live on the node (edge/node.py) and offline in
 `vaktpost analyze` (edge/analyze.py), so both produce identical events. Time is
@@ -34,7 +34,7 @@ from vaktpost.edge.events.factory import EventIdentity, health_event, new_event,
 from vaktpost.edge.events.lifecycle import Lifecycle, Update
 from vaktpost.edge.evidence.anonymise import AnonymiseError, Anonymiser
 from vaktpost.edge.evidence.snapshot import EncodeError, make_snapshot
-from vaktpost.edge.geometry import zone_at
+from vaktpost.edge.geometry import Box, zone_at
 from vaktpost.edge.privacy.masks import PrivacyMasker
 
 log = logging.getLogger(__name__)
@@ -100,9 +100,11 @@ class CameraPipeline:
         # Masks first: nothing downstream may see a masked pixel.
         frame = self.masker.apply(frame)
         ts = t.timestamp()
-        result = self.motion.detect(frame)
+        # Last frame's tracks: a person standing still stays motion, unlike fresh paint.
+        result = self.motion.detect(frame, keep=[tr.box for tr in self.tracks])
         self.last_motion = result  # hidden in a snapshot of this frame; `analyze --motion-boxes`
         updates = self._motion(result, t)
+        people: list | None = None
         if self.people is not None:
             # Tracked people (and candidates) are looked at too: someone standing still fades from
             # motion. While a candidate waits for confirmation the detector may run faster.
@@ -113,7 +115,7 @@ class CameraPipeline:
             self.tracks = self.tracker.update(people, ts, aspect=frame.shape[1] / frame.shape[0])
             updates += self.rules.step(self.tracks, t)
         updates += self._tamper(frame, t)
-        updates += self._scene_change(frame, t, result)
+        updates += self._scene_change(frame, t, [d.box for d in people or ()] + [tr.box for tr in self.tracks])
         return self._with_snapshots(frame, updates, t)
 
     def idle(self, t: datetime) -> list[Update]:
@@ -154,11 +156,10 @@ class CameraPipeline:
                 ups += lc.step(t, state.incident == sub, confidence=state.confidence)
         return ups
 
-    def _scene_change(self, frame: np.ndarray, t: datetime, motion: MotionResult) -> list[Update]:
-        # Only an untouched, empty, steadily lit view teaches or tests the scene reference.
-        quiet = (not motion.boxes and not self.tracks and not motion.illumination_change
-                 and not self._tampered)
-        change = self.scene.observe(frame, t.timestamp(), quiet)
+    def _scene_change(self, frame: np.ndarray, t: datetime, people: list[Box]) -> list[Update]:
+        # Quiet is decided per cell inside the detector (frame difference and these person
+        # boxes); only a tampered picture is withheld as a whole.
+        change = self.scene.observe(frame, t.timestamp(), quiet=not self._tampered, people=people)
         if change is None:
             return []
         started = t - timedelta(seconds=max(0.0, change.t - change.first_seen))

@@ -259,8 +259,31 @@ def test_sensor_noise_is_not_motion() -> None:
 
 
 def test_someone_standing_still_is_not_learnt_quickly() -> None:
-    # Walks in, then stands for 200 frames (40 s at 5 fps).
+    # Walks in, then stands for 200 frames (40 s at 5 fps), held by a track's box (`keep`).
     seq = [make_frame(i) for i in range(10)] + [make_frame(i, rect_at=rect_x(10)) for i in range(10, 210)]
+    det = MotionDetector(MotionSection())
+    keep = [((rect_x(10) - 5) / W, 195 / H, (rect_x(10) + RECT_W + 5) / W, (200 + RECT_H + 5) / H)]
+    results = [det.detect(f, keep=keep if i >= 10 else ()) for i, f in enumerate(seq)]
+    assert all(len(r.boxes) == 1 for r in results[10:])
+
+
+def test_something_motionless_stops_being_motion_soon() -> None:
+    """A thing put down (or paint) that no track holds: not one pixel moves, so it is scene, not motion."""
+    seq = [make_frame(i) for i in range(10)] + [make_frame(i, rect_at=rect_x(10)) for i in range(10, 60)]
+    det = MotionDetector(MotionSection())
+    results = [det.detect(f) for f in seq]
+    assert all(len(r.boxes) == 1 for r in results[10:20])  # still motion for a moment ...
+    healed = next(i for i in range(10, 60) if not results[i].boxes)
+    assert healed <= 10 + det.still_frames + 2  # ... then part of the background
+    assert all(not r.boxes for r in results[healed:])
+
+
+def test_a_person_swaying_in_place_stays_motion() -> None:
+    """Too slow to see from one frame to the next, but over a second or two the outline moves."""
+    def sway(i: int) -> int:
+        return rect_x(10) + round(2 * np.sin(2 * np.pi * 0.3 * i / 5))
+
+    seq = [make_frame(i) for i in range(10)] + [make_frame(i, rect_at=sway(i)) for i in range(10, 110)]
     _, results = run(seq)
     assert all(len(r.boxes) == 1 for r in results[10:])
 

@@ -105,10 +105,10 @@ def test_full_set_json_is_deterministic_and_complete() -> None:
     a, b = scenarios(), scenarios()
     assert [s.to_json() for s in a] == [s.to_json() for s in b]
     names = [s.name for s in a]
-    assert len(names) == len(set(names)) == 14 and set(QUICK) <= set(names)
+    assert len(names) == len(set(names)) == 21 and set(QUICK) <= set(names)
     for sc in a:
         validate_config(sc.config())
-        assert 15 <= sc.scene.duration_s <= 60 and (sc.scene.width, sc.scene.height, sc.scene.fps) == (640, 360, 10)
+        assert 15 <= sc.scene.duration_s <= 80 and (sc.scene.width, sc.scene.height, sc.scene.fps) == (640, 360, 10)
         for e in sc.expected:
             assert 0 <= e.from_s < e.to_s <= sc.scene.duration_s
         assert not {e.type for e in sc.expected} & set(sc.forbidden)
@@ -365,3 +365,13 @@ def test_photo_people_are_found_by_the_person_detector() -> None:
         left, top = min(max(0, cx - side // 2), 640 - side), min(max(0, cy - side // 2), 360 - side)
         found = detector.detect(frame[top : top + side, left : left + side])
         assert found and found[0].score > 0.7
+
+
+def test_wind_moves_the_trees_every_frame_and_nothing_else() -> None:
+    scene = _still(backdrop="park", wind=1.0)
+    calm = render_frame(_still(backdrop="park"), 1.0).astype(int)
+    a, b = render_frame(scene, 1.0).astype(int), render_frame(scene, 1.1).astype(int)
+    moved = np.abs(a - b).max(axis=2) > 20
+    assert moved.mean() > 0.01  # foliage changes from one frame to the next ...
+    rows, cols = np.nonzero(moved | (np.abs(a - calm).max(axis=2) > 0))
+    assert rows.max() < 0.55 * 180  # ... above the horizon only: the trees, never the ground or path

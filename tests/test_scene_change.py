@@ -382,3 +382,77 @@ def test_view_alignment_and_sharpness_tell_a_changed_view_from_changes_in_it() -
     assert view_alignment(glow, ref)[1] < 0.5
     assert view_sharpness(with_bag, ref) > 0.8
     assert view_sharpness(cv2.GaussianBlur(ref, (0, 0), 4), ref) < 0.5
+
+
+# --- busy scenes: people pass all the time (the scenario clips, frame times drive the clocks) ---------
+
+
+def busy(name: str, *, until: float, boxes: bool = False, settings: SceneChangeSettings | None = None,
+         ) -> list[SceneChange]:
+    """Run a scenario's scene at 5 fps with every frame offered (no frame-level quiet flag);
+    `boxes`: pass the people's true boxes, as the pipeline passes tracks."""
+    from vaktpost.scenarios import scenarios
+
+    (sc,) = [s for s in scenarios() if s.name == name]
+    det = SceneChangeDetector(settings)
+    found = []
+    for i in range(int(until * FPS)):
+        t = i / FPS
+        people = sc.scene.truth_boxes(t) if boxes else ()
+        if (change := det.observe(render_frame(sc.scene, t), t, True, people)) is not None:
+            found.append(change)
+    return found
+
+
+@pytest.mark.parametrize("boxes", [False, True], ids=["motion-only", "with-person-boxes"])
+def test_busy_scene_graffiti_is_reported_within_30_s_of_the_painting_stopping(boxes: bool) -> None:
+    pytest.importorskip("skimage", reason="photo figures need scikit-image (dev extra)")
+    found = busy("busy_graffiti", until=50.0, boxes=boxes)  # painted 8-16 s; people cross all the time
+    assert len(found) == 1, found
+    assert iou(found[0].region, (0.09, 0.29, 0.45, 0.49)) > 0.6
+    assert found[0].t <= 16.0 + 30.0
+
+
+def test_busy_scene_left_bag_is_reported_within_60_s_of_its_owner_leaving() -> None:
+    pytest.importorskip("skimage", reason="photo figures need scikit-image (dev extra)")
+    found = busy("busy_bag_left", until=45.0)  # put down at 10 s, owner walks off at 12 s
+    assert len(found) == 1 and found[0].subtype == "appeared", found
+    assert iou(found[0].region, (0.49, 0.72, 0.56, 0.82)) > 0.6
+    assert found[0].t <= 12.0 + 60.0
+
+
+@pytest.mark.parametrize("name", ["busy_lights_on", "busy_lights_off", "busy_wind", "crowds"])
+def test_busy_scenes_without_a_change_raise_nothing(name: str) -> None:
+    pytest.importorskip("skimage", reason="photo figures need scikit-image (dev extra)")
+    assert busy(name, until=45.0) == []
+
+
+def test_busy_scene_is_learnt_and_judged_where_quiet() -> None:
+    """People cross the bottom of the picture all the time; the rest is known after a few seconds."""
+    sc = Scene(width=W, height=H, fps=FPS, seed=7, noise_sigma=0.0, figures=[
+        Figure(float(k * 4), float(k * 4 + 8), [(-0.1, 0.95), (1.1, 0.95)] if k % 2 else [(1.1, 0.93), (-0.1, 0.93)],
+               height=0.3, color=(40, 190, 230)) for k in range(10)])
+    det = SceneChangeDetector()
+    for i in range(int(10 * FPS)):
+        assert det.observe(frame_at(sc, i, None), i / FPS, True) is None
+    top = det.known[: det.known.shape[0] // 2]
+    assert top.all()  # the wall and sky, where nobody passes
+
+
+def test_a_person_standing_in_the_first_frame_is_not_removed_later() -> None:
+    """Someone stands still from the start (held by a track box) and walks off at 20 s: nothing to report."""
+    stander = Figure(0.0, 24.0, [(0.5, 0.85), (0.5, 0.85), (1.1, 0.85)], times=[0.0, 20.0, 24.0],
+                     height=0.35, color=(40, 190, 230))
+    sc = Scene(width=W, height=H, fps=FPS, seed=7, noise_sigma=0.0, figures=[stander])
+    det = SceneChangeDetector()
+    for i in range(int(45 * FPS)):
+        t = i / FPS
+        assert det.observe(frame_at(sc, i, None), t, True, sc.truth_boxes(t)) is None, t
+
+
+def test_fresh_paint_settles_by_itself_while_people_pass_next_to_it() -> None:
+    """No quiet flag and no boxes: graffiti painted at 13 s while someone walks by below it is
+    reported settle_seconds after the paint appeared, not after the walker left (16 s)."""
+    found = run(scene(), until=45.0, paint=graffiti, quiet=lambda t: True)
+    assert len(found) == 1 and iou(found[0].region, STROKES_BOX) > 0.6
+    assert 13.0 + SETTLE <= found[0].t <= 13.0 + SETTLE + 2.0

@@ -34,10 +34,13 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
+
 from vaktpost.scenes import (
     CameraEffect,
     CameraTurn,
     Figure,
+    FigureKind,
     Graffiti,
     LensCover,
     LensSmear,
@@ -317,10 +320,112 @@ def _nuisances() -> list[Scenario]:
     ]
 
 
+# --- busy scenes: people pass all the time ------------------------------------------
+
+FAR_LANE = (0.58, 0.62, 0.15, 0.2)  # feet y from..to, height from..to: small people along the far side
+NEAR_LANE = (0.9, 0.98, 0.26, 0.34)  # large people along the bottom of the picture
+
+
+def passers(seed: int, start_s: float, end_s: float, every_s: float,
+            lane: tuple[float, float, float, float] = NEAR_LANE) -> list[Figure]:
+    """People crossing the whole view one after another (about every `every_s`), left and right in turn.
+
+    Photo people (which the person detector finds) and drawn ones (which it
+    does not, so only their movement shows them) alternate. Each takes 7-11 s
+    to cross: never long enough in the zone to loiter.
+    """
+    rng = np.random.default_rng(seed)
+    kinds: tuple[FigureKind, ...] = ("astronaut", "drawn", "cameraman", "drawn")
+    out, t, k = [], start_s, 0
+    while t < end_s:
+        y = float(rng.uniform(lane[0], lane[1]))
+        xs = (-0.1, 1.1) if k % 2 == 0 else (1.1, -0.1)
+        cross = float(rng.uniform(7.0, 11.0))
+        colour = tuple(int(c) for c in rng.integers(30, 220, 3))
+        out.append(Figure(t, t + cross, [(xs[0], y), (xs[1], y + float(rng.uniform(-0.02, 0.02)))],
+                          height=float(rng.uniform(lane[2], lane[3])), kind=kinds[k % len(kinds)],
+                          color=colour, name=f"passer-{k}"))  # type: ignore[arg-type]
+        t += every_s * float(rng.uniform(0.7, 1.3))
+        k += 1
+    return out
+
+
+def crowd(seed: int, at_s: float, size: int) -> list[Figure]:
+    """A crowd crossing together: `size` people within about 3 s, in both directions, at several depths."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(size):
+        start = at_s + float(rng.uniform(0.0, 3.0))
+        y = float(rng.uniform(0.66, 0.98))
+        xs = (-0.1, 1.1) if rng.random() < 0.6 else (1.1, -0.1)
+        out.append(Figure(start, start + float(rng.uniform(6.0, 9.0)), [(xs[0], y), (xs[1], y)],
+                          height=0.15 + 0.25 * (y - 0.6) / 0.4, kind="astronaut" if k % 3 == 0 else "drawn",
+                          color=tuple(int(c) for c in rng.integers(30, 220, 3)),  # type: ignore[arg-type]
+                          name=f"crowd-{k}"))
+    return out
+
+
+def _busy() -> list[Scenario]:
+    """Scene change where people keep passing elsewhere in view."""
+    strokes = [
+        [(0.10, 0.46), (0.14, 0.30), (0.18, 0.46), (0.22, 0.30)],
+        [(0.25, 0.31), (0.25, 0.47), (0.33, 0.47)],
+        [(0.36, 0.30), (0.36, 0.47), (0.44, 0.38), (0.36, 0.30)],
+    ]
+    # The painter stands on the strip of ground at the foot of the wall, outside the zone.
+    painter = Figure(3.0, 21.0, [(-0.1, 0.62), (0.3, 0.58), (0.3, 0.58), (-0.1, 0.6)], times=[3.0, 7.5, 16.5, 21.0],
+                     height=0.36, kind="astronaut", name="painter")
+    graffiti = Scenario(
+        "busy_graffiti",
+        "At 10:00, while people keep crossing the yard in front, someone paints a tag on the wall "
+        "from 8 to 16 s and leaves: a scene change within 30 s after the painting stops.",
+        _scene(60.0, seed=51, figures=[painter, *passers(51, 0.0, 55.0, 6.0)],
+               graffiti=[Graffiti(8.0, 16.0, strokes)]), local(10),
+        expected=[Expected("scene_change", 8.0, 46.0)],
+        forbidden=_all_alarms(but=["scene_change"]),
+    )
+    owner = Figure(3.0, 16.0, [(-0.1, 0.8), (0.45, 0.8), (0.45, 0.8), (1.1, 0.78)], times=[3.0, 9.0, 12.0, 16.0],
+                   height=0.4, kind="cameraman", name="owner")
+    bag = Scenario(
+        "busy_bag_left",
+        "At 10:00, while people keep passing along the far side of the yard, a man puts a bag down "
+        "at 10 s and walks on at 12 s; the bag stays: a scene change within 60 s after he leaves.",
+        _scene(80.0, seed=52, figures=[owner, *passers(52, 0.0, 75.0, 5.0, FAR_LANE)],
+               props=[Prop("bag", 0.52, 0.81, size=0.09, appears_s=10.0)]), local(10),
+        expected=[Expected("scene_change", 10.0, 72.0)],
+        forbidden=_all_alarms(but=["scene_change"]),
+    )
+    quiet = _all_alarms()
+    return [
+        graffiti, bag,
+        Scenario("busy_lights_on", "At 17:30 people keep crossing the yard; the floodlights switch on at "
+                 "20 s. Nothing to report.",
+                 _scene(40.0, seed=53, lights_on_at=20.0, figures=passers(53, 0.0, 35.0, 5.0)), local(17, 30),
+                 forbidden=quiet),
+        Scenario("busy_lights_off", "At 17:30 people keep crossing the yard; the lights go off at 20 s "
+                 "(brightness x0.5 - 5). Nothing to report.",
+                 _scene(40.0, seed=54, lights_on_at=20.0, lights_gain=0.5, lights_offset=-5.0,
+                        figures=passers(54, 0.0, 35.0, 5.0)), local(17, 30), forbidden=quiet),
+        Scenario("busy_daylight", "Morning at 07:00, people keep crossing the park while the picture "
+                 "brightens by 30 % over a minute. Nothing to report.",
+                 _scene(60.0, seed=55, backdrop="park", drift=0.005, figures=passers(55, 0.0, 55.0, 6.0)),
+                 local(7), forbidden=quiet),
+        Scenario("busy_wind", "At 10:00 wind sways the park's trees and their leaves flicker, while people "
+                 "keep crossing. Nothing to report.",
+                 _scene(45.0, seed=56, backdrop="park", wind=1.0, figures=passers(56, 0.0, 40.0, 6.0)),
+                 local(10), forbidden=quiet),
+        Scenario("crowds", "At 10:00 two crowds of eight cross the yard (at 5 s and 25 s) among single "
+                 "passers-by. Nothing to report.",
+                 _scene(45.0, seed=57, figures=[*crowd(57, 5.0, 8), *crowd(58, 25.0, 8),
+                                                *passers(57, 0.0, 40.0, 8.0, FAR_LANE)]),
+                 local(10), forbidden=quiet),
+    ]
+
+
 def scenarios(*, quick: bool = False) -> list[Scenario]:
     """All scenarios in a fixed order; `quick`: the small subset in QUICK."""
     every = [*_crossings(), _loitering(), _brief_stop(), _graffiti(), _bag_left(), _object_removed(),
-             *_tampering(), *_nuisances()]
+             *_tampering(), *_nuisances(), *_busy()]
     return [s for s in every if s.name in QUICK] if quick else every
 
 

@@ -11,6 +11,7 @@ trees, fine texture) with, optionally:
   behind, a bin taken away (`Prop`, `Graffiti`);
 * changes of the light: a lights-on step, slow daylight drift, a night/IR
   switch (grayscale + contrast), rain streaks;
+* wind: tree canopies sway and their leaves flicker;
 * interference with the camera: lens covered, lens smeared, camera turned
   (`LensCover`, `LensSmear`, `CameraTurn`);
 * sensor noise.
@@ -277,6 +278,7 @@ class Scene:
     ir_at: float | None = None  # night mode from then on: grayscale under the camera's own IR light
     ir_gain: float = 1.35  # contrast of the IR picture (IR light is harsh and local)
     ir_offset: float = 10.0
+    wind: float = 0.0  # 0..1: tree canopies sway (up to a quarter of their radius at 1) and their leaves flicker
 
     @property
     def frame_count(self) -> int:
@@ -317,12 +319,19 @@ def _rect(img: np.ndarray, x1: float, y1: float, x2: float, y2: float, color: Co
     cv2.rectangle(img, (int(x1 * w), int(y1 * h)), (int(x2 * w) - 1, int(y2 * h) - 1), color, -1)
 
 
+_HORIZON = 0.55
+_TREES = {  # (x of the trunk, canopy radius as a share of the height) per backdrop
+    "schoolyard": ((0.8, 0.11), (0.93, 0.08)),
+    "park": ((0.15, 0.12), (0.45, 0.09), (0.8, 0.14)),
+}
+
+
 @lru_cache(maxsize=8)
 def _backdrop(width: int, height: int, seed: int, kind: str) -> np.ndarray:
     rng = np.random.default_rng(seed)
     h, w = height, width
     img = np.zeros((h, w, 3), np.float32)
-    horizon = 0.55
+    horizon = _HORIZON
     # Sky: darker blue at the top, paler towards the horizon.
     a = np.linspace(0.0, 1.0, int(h * horizon))[:, None, None]
     img[: int(h * horizon)] = (1 - a) * np.array([150, 110, 80]) + a * np.array([185, 170, 150])
@@ -346,7 +355,7 @@ def _backdrop(width: int, height: int, seed: int, kind: str) -> np.ndarray:
         # gravel path
         cv2.ellipse(canvas, (int(0.5 * w), int(0.8 * h)), (int(0.6 * w), int(0.08 * h)), 0, 0, 360, (120, 140, 150), -1)
         _rect(canvas, 0.12, 0.62, 0.26, 0.66, (60, 80, 110))  # bench seat
-    for tx, r in ((0.8, 0.11), (0.93, 0.08)) if kind == "schoolyard" else ((0.15, 0.12), (0.45, 0.09), (0.8, 0.14)):
+    for tx, r in _TREES[kind]:
         _rect(canvas, tx - 0.012, horizon - 0.12, tx + 0.012, horizon + 0.02, (40, 55, 75))  # trunk
         cv2.circle(canvas, (int(tx * w), int((horizon - 0.17) * h)), int(r * h), (50, 95, 55), -1)  # canopy
     img = canvas.astype(np.float32)
@@ -560,6 +569,34 @@ def _draw_graffiti(img: np.ndarray, g: Graffiti, t: float) -> None:
             budget -= d
 
 
+def _sway_trees(img: np.ndarray, scene: Scene, t: float) -> None:
+    """Wind: each canopy (with the sky around it) shifts by a gusty sway, and its leaves flicker (in place).
+
+    Fast enough that the canopy changes every frame, as real foliage in wind does.
+    """
+    h, w = img.shape[:2]
+    rest = _backdrop(scene.width, scene.height, scene.seed, scene.backdrop)
+    index = int(round(t * scene.fps))
+    for k, (tx, r) in enumerate(_TREES[scene.backdrop]):
+        rp = r * h
+        cx, cy = tx * w, (_HORIZON - 0.17) * h
+        x1, y1 = max(0, int(cx - 1.4 * rp)), max(0, int(cy - 1.4 * rp))
+        x2, y2 = min(w, int(cx + 1.4 * rp)), min(h, int(cy + 1.1 * rp))  # stop above the trunk's foot
+        gust = 0.6 + 0.4 * math.sin(2 * math.pi * 0.07 * t + k)
+        dx = scene.wind * 0.25 * rp * gust * (math.sin(2 * math.pi * 0.6 * t + 1.7 * k)
+                                            + 0.3 * math.sin(2 * math.pi * 2.3 * t + k))
+        dy = 0.3 * dx * math.sin(2 * math.pi * 0.9 * t + k)
+        crop = rest[y1:y2, x1:x2]
+        m = np.array([[1, 0, dx], [0, 1, dy]], np.float32)
+        moved = cv2.warpAffine(crop, m, (x2 - x1, y2 - y1), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        leaves = np.zeros(crop.shape[:2], np.float32)
+        cv2.circle(leaves, (int(cx - x1 + dx), int(cy - y1 + dy)), int(rp), 1.0, -1)
+        rng = np.random.default_rng([scene.seed, index, 3, k])
+        flicker = cv2.GaussianBlur(rng.standard_normal(crop.shape[:2], dtype=np.float32), (0, 0), 1.5)
+        moved = moved.astype(np.float32) * (1.0 + scene.wind * 0.5 * leaves * flicker)[:, :, None]
+        img[y1:y2, x1:x2] = np.clip(moved, 0, 255).astype(np.uint8)
+
+
 # --- light, weather, camera ------------------------------------------------------
 
 
@@ -645,6 +682,8 @@ def render_frame(scene: Scene, t: float) -> np.ndarray:
     index = int(round(t * scene.fps))
     # The world: backdrop, what is in it, the people in front.
     img = _backdrop(scene.width, scene.height, scene.seed, scene.backdrop).copy()
+    if scene.wind > 0:
+        _sway_trees(img, scene, t)
     for g in scene.graffiti:
         _draw_graffiti(img, g, t)
     for prop in scene.props:

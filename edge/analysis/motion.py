@@ -39,6 +39,9 @@ from vaktpost.edge.privacy.masks import polygon_mask
 
 Polygon = Sequence[Sequence[float]]
 Contour = np.ndarray  # (n, 1, 2) int32 points, as cv2.findContours returns them
+# A blob is motionless when under 1 % of it changed, since it first stood still, by this share of
+# `threshold`: far above sensor noise after the analysis blur, below the sway of someone standing still.
+STILL_SHARE = 0.4
 
 # Frames between refreshes of the background samples' dark/bright split: the
 # background moves by a few percent per frame at most, so the split stays valid.
@@ -208,7 +211,11 @@ class MotionDetector:
     A blob that `is_ghost` recognises (with `ghost_ratio`; None disables) in
     `ghost_frames` consecutive frames at the same place is healed into the
     background; requiring persistence keeps a single misjudged frame of a
-    passer-by from being learnt.
+    passer-by from being learnt. Likewise a blob whose pixels have not changed
+    from frame to frame for `still_frames` frames (fresh paint, a bag put
+    down) is healed: it is a change of the scene, not motion. Blobs that touch
+    a `keep` box passed to `detect` (a tracked person standing still) are
+    never healed as still.
     """
 
     def __init__(
@@ -221,6 +228,7 @@ class MotionDetector:
         foreground_rate_factor: float = 0.1,
         ghost_ratio: float | None = 1.5,
         ghost_frames: int = 3,
+        still_frames: int = 15,
         blur: int = 5,
     ) -> None:
         self.settings = settings or MotionSection()
@@ -230,6 +238,9 @@ class MotionDetector:
         self.foreground_rate_factor = foreground_rate_factor
         self.ghost_ratio = ghost_ratio
         self.ghost_frames = ghost_frames
+        self.still_frames = still_frames
+        # Blobs standing still: (x1, y1, x2, y2) pixels, frames still, and where and how they looked then.
+        self._still: list[tuple[tuple[int, int, int, int], int, tuple[slice, slice], np.ndarray]] = []
         self._ghosts: list[tuple[tuple[int, int, int, int], int]] = []  # (x1, y1, x2, y2) pixels, frames seen
         self._real: list[tuple[tuple[int, int, int, int], int]] = []  # still blobs judged real, frames since
         self.blur = blur
@@ -259,21 +270,23 @@ class MotionDetector:
         self._settle = 0
         self._ghosts = []
         self._real = []
+        self._still = []
 
-    def detect(self, frame: np.ndarray) -> MotionResult:
-        return self.detect_analysis(to_analysis_gray(frame, self.settings.width, blur=0))
+    def detect(self, frame: np.ndarray, keep: Sequence[Box] = ()) -> MotionResult:
+        """Motion in `frame`; `keep`: normalised boxes of people (tracks) whose blobs are never healed as still."""
+        return self.detect_analysis(to_analysis_gray(frame, self.settings.width, blur=0), keep)
 
-    def detect_analysis(self, analysis: np.ndarray) -> MotionResult:
+    def detect_analysis(self, analysis: np.ndarray, keep: Sequence[Box] = ()) -> MotionResult:
         """`detect` on the analysis copy of a frame: `to_analysis_gray(frame, width, blur=0)`,
         which other stages (or a benchmark's MOG2) may share; blurring is this stage's own."""
         gray = cv2.GaussianBlur(analysis, (self.blur | 1, self.blur | 1), 0) if self.blur > 1 else analysis.copy()
         self.frames += 1
         try:
-            return self._detect(gray)
+            return self._detect(gray, keep)
         finally:
             self._previous = gray
 
-    def _detect(self, gray: np.ndarray) -> MotionResult:
+    def _detect(self, gray: np.ndarray, keep: Sequence[Box] = ()) -> MotionResult:
         s = self.settings
         bg = self._background
         if bg is None or bg.shape != gray.shape:
@@ -319,7 +332,7 @@ class MotionDetector:
             if self._valid is not None:
                 fg[active] &= self._valid[active]  # closing can grow blobs back under a mask
             kept = blobs(fg, 0.0, active)
-        boxes = self._real_boxes(gray, fg, kept)
+        boxes = self._real_boxes(gray, fg, kept, keep)
 
         score = 0.0
         if boxes:
@@ -339,39 +352,67 @@ class MotionDetector:
                 cv2.accumulateWeighted(gray, bg, s.learning_rate * self.foreground_rate_factor, mask=moving)
         return MotionResult(boxes=boxes, changed_fraction=raw_fraction, illumination_change=False, score=score)
 
-    def _real_boxes(self, gray: np.ndarray, fg: np.ndarray, all_blobs: list) -> list[Box]:
-        """Boxes of the blobs in `fg` of at least min_area; persistent ghosts are healed
-        (background := frame) and dropped. `all_blobs`: `blobs(fg, 0.0)`."""
+    def _real_boxes(self, gray: np.ndarray, fg: np.ndarray, all_blobs: list, keep: Sequence[Box] = ()
+                    ) -> list[Box]:
+        """Boxes of the blobs in `fg` of at least min_area; persistent ghosts and blobs
+        still for long are healed (background := frame) and dropped. `all_blobs`:
+        `blobs(fg, 0.0)`; `keep`: people's boxes, never healed as still."""
         h, w = fg.shape
         kept = [b for b in all_blobs if b[3] * b[4] >= self.settings.min_area * h * w]
-        if not kept or self.ghost_ratio is None:
-            self._ghosts, self._real = [], []
+        prev = self._previous if self._previous is not None and self._previous.shape == gray.shape else None
+        if not kept or prev is None:
+            self._ghosts, self._real, self._still = [], [], []
             return [normalised_box(x, y, bw, bh, fg.shape) for _, x, y, bw, bh in kept]
         bg = self._background
         assert bg is not None
-        prev = self._previous if self._previous is not None and self._previous.shape == gray.shape else None
-        boxes, ghosts, real = [], [], []
+        boxes: list[Box] = []
+        ghosts: list[tuple[tuple[int, int, int, int], int]] = []
+        real: list[tuple[tuple[int, int, int, int], int]] = []
+        stills: list[tuple[tuple[int, int, int, int], int, tuple[slice, slice], np.ndarray]] = []
         for contour, x, y, bw, bh in kept:
             # Crop with a margin so the ring around the blob fits.
             sl = (slice(max(0, y - 3), min(h, y + bh + 3)), slice(max(0, x - 3), min(w, x + bw + 3)))
             blob = blob_mask(fg, contour, sl)
+            rect = (x, y, x + bw, y + bh)
             # A ghost is still; a blob merging a ghost with a passer-by is not and must not be healed.
-            still = prev is not None and changed_share(gray[sl], prev[sl], blob, self.settings.threshold) <= 0.01
-            here = (x, y, x + bw, y + bh)
-            judged = min((n for r, n in self._real if iou(r, here) >= 0.8), default=None) if still else None
-            if judged is not None and judged + 1 < _REAL_RECHECK:
-                real.append((here, judged + 1))  # still real: no need to look again yet
-            elif still and is_ghost(gray[sl], bg[sl], blob, self.ghost_ratio):
-                seen = 1 + max((n for r, n in self._ghosts if iou(r, (x, y, x + bw, y + bh)) >= 0.8), default=0)
-                if seen >= self.ghost_frames:
-                    # Heal the blob and the ring around it, where its blurred edge lies.
-                    heal = cv2.dilate(blob.astype(np.uint8), self._grow, iterations=2).astype(bool)
-                    bg[sl][heal] = gray[sl][heal]
-                    fg[sl][heal] = 0  # so the background update below treats it as healed
-                    continue
-                ghosts.append((here, seen))
-            elif still:
-                real.append((here, 0))
+            still = changed_share(gray[sl], prev[sl], blob, self.settings.threshold) <= 0.01
+            heal = False
+            if still and self.ghost_ratio is not None:
+                judged = min((n for r, n in self._real if iou(r, rect) >= 0.8), default=None)
+                if judged is not None and judged + 1 < _REAL_RECHECK:
+                    real.append((rect, judged + 1))  # still real: no need to look again yet
+                elif is_ghost(gray[sl], bg[sl], blob, self.ghost_ratio):
+                    seen = 1 + max((n for r, n in self._ghosts if iou(r, rect) >= 0.8), default=0)
+                    heal = seen >= self.ghost_frames
+                    ghosts.append((rect, seen))
+                else:
+                    real.append((rect, 0))
+            if still and not heal and not any(_touches(rect, k, (h, w)) for k in keep):
+                # Motionless for long: fresh paint or a bag put down is part of the scene now, not
+                # motion. Compared with how it looked when it first stood still, at a low threshold,
+                # because someone standing still sways too slowly for one frame to the next to show.
+                match = next((c for c in self._still if iou(c[0], rect) >= 0.8), None)
+                if match is not None and changed_share(
+                        gray[match[2]], match[3], blob_mask(fg, contour, match[2]),
+                        STILL_SHARE * self.settings.threshold) <= 0.01:
+                    seen = match[1] + 1
+                    heal = seen >= self.still_frames
+                    stills.append((rect, seen, match[2], match[3]))
+                else:
+                    stills.append((rect, 1, sl, gray[sl].copy()))
+            if heal:
+                # Heal the blob and the ring around it, where its blurred edge lies.
+                ring = cv2.dilate(blob.astype(np.uint8), self._grow, iterations=2).astype(bool)
+                bg[sl][ring] = gray[sl][ring]
+                fg[sl][ring] = 0  # so the background update below treats it as healed
+                continue
             boxes.append(normalised_box(x, y, bw, bh, fg.shape))
-        self._ghosts, self._real = ghosts, real
+        self._ghosts, self._real, self._still = ghosts, real, stills
         return boxes
+
+
+def _touches(rect: tuple[int, int, int, int], box: Box, shape: tuple[int, int]) -> bool:
+    """Whether a pixel rect (x1, y1, x2, y2) overlaps a normalised box."""
+    h, w = shape
+    x1, y1, x2, y2 = rect
+    return x1 < box[2] * w and box[0] * w < x2 and y1 < box[3] * h and box[1] * h < y2

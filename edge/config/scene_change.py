@@ -14,7 +14,8 @@ class SceneChangeSettings(Strict):
         description="Difference in any colour channel, after brightness compensation, that counts as changed",
     )
     settle_seconds: float = Field(
-        10.0, gt=0, description="Quiet seconds a change must persist before it is reported"
+        10.0, gt=0, description="Seconds a change must stay with no movement and no person over it (judged per "
+        "8x8-pixel cell at the analysis width) before it is reported"
     )
     min_area: float = Field(
         0.003, gt=0, le=1,
@@ -29,7 +30,7 @@ class SceneChangeSettings(Strict):
     learn_seconds: float = Field(
         120.0, gt=0,
         description="Time constant with which the reference follows slow changes (daylight, shadows, seasons) "
-        "while the scene is quiet",
+        "where the picture is settled",
     )
     lighting_correlation: float = Field(
         0.8, gt=0, le=1,
