@@ -7,71 +7,21 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date, datetime, timedelta
 
 import pytest
+from measures_data import NOW, START, ZONE, lighting, prepare, seed
 from scipy.stats import beta, binom
 
-from vaktpost.broker.config import IncidentsSection
 from vaktpost.broker.inbox.accounts import Account
-from vaktpost.broker.incidents.grouping import Grouper
 from vaktpost.broker.measures import service, stats
 from vaktpost.broker.measures.exposure import ExposureSource, calendar_source
 from vaktpost.broker.measures.service import MeasureError, MeasureInput, MeasureKind
-from vaktpost.broker.measures.tables import create_tables
-from vaktpost.broker.places import parse_places, write_registry
-from vaktpost.broker.store import Store, default_topic
-from vaktpost.contract.events import Event, uuid7
-
-ZONE = ZoneInfo("Europe/Stockholm")
-PLACES = {
-    "timezone": "Europe/Stockholm",
-    "places": [
-        {"id": "norrskolan", "name": "Norrskolan", "kind": "school", "district": "Norr"},
-        {"id": "soderparken", "name": "Söderparken", "kind": "park", "district": "Söder"},
-    ],
-    # Two cameras at Norrskolan: calendar exposure is 2 camera-hours an hour.
-    "cameras": [
-        {"node": "node-a", "camera": "gard", "place": "norrskolan", "from": "2024-01-01"},
-        {"node": "node-a", "camera": "entre", "place": "norrskolan", "from": "2024-01-01"},
-        {"node": "node-b", "camera": "park", "place": "soderparken", "from": "2024-01-01"},
-    ],
-}
-START = date(2025, 3, 3)  # a Monday; summer time begins 2025-03-30 (an hour shorter day)
-NOW = datetime(2025, 4, 28, 9, 30, tzinfo=ZONE)  # 8 whole weeks after START
-
-
-def _store(place_store: Store) -> Store:
-    write_registry(place_store, parse_places(PLACES))
-    create_tables(place_store.engine)
-    return place_store
-
-
-def seed(store: Store, n: int, first: date, last: date, *, type: str = "intrusion", camera: str = "gard",
-         node: str = "node-a") -> None:
-    """`n` incidents spread evenly over [first, last) (local dates), each at least hours apart."""
-    span = (datetime.combine(last, datetime.min.time(), ZONE) - datetime.combine(first, datetime.min.time(), ZONE))
-    grouper = Grouper(IncidentsSection())
-    for k in range(n):
-        start = (datetime.combine(first, datetime.min.time(), ZONE) + span * (k + 0.5) / n).astimezone(UTC)
-        ev = Event(event_id=uuid7(int(start.timestamp() * 1000)), seq=1, node_id=node, camera_id=camera, type=type,
-                   zone="gard" if type in ("intrusion", "loitering") else None, started_at=start,
-                   subtype="appeared" if type == "scene_change" else None, ended_at=start + timedelta(seconds=20),
-                   confidence=0.9, phase="end")
-        with store.begin() as tx:
-            tx.insert_event(ev, topic=default_topic(ev), received_at=start)
-            Grouper.record(grouper, tx.conn, [ev], start)
-
-
-def lighting(store: Store, **extra: object) -> service.Measure:
-    spec = MeasureInput(places=("norrskolan",), kind=MeasureKind.lighting, start_date=START, owner="Fastighet",
-                        cost=120_000, note="LED på skolgården", **extra)  # type: ignore[arg-type]
-    return service.add_measure(store, spec, actor="anna", now=NOW)
+from vaktpost.broker.store import Store
 
 
 def test_rate_ratio_and_exact_interval_from_known_rates(place_store: Store) -> None:
-    store = _store(place_store)
+    store = prepare(place_store)
     measure = lighting(store)
     # 8 weeks before: 30 intrusions; 8 weeks after: 12. Loitering at another camera does not
     # change the people count's exposure; Söderparken's incidents are not the measure's.
@@ -160,7 +110,7 @@ class Hours:
 
 def test_measured_exposure_through_the_seam(place_store: Store) -> None:
     """A coverage source (here: armed only nights, 10 of 24 hours) replaces calendar time."""
-    store = _store(place_store)
+    store = prepare(place_store)
     measure = lighting(store)
     seed(store, 30, START - timedelta(weeks=8), START)
     seed(store, 12, START, START + timedelta(weeks=8))
@@ -179,7 +129,7 @@ def test_measured_exposure_through_the_seam(place_store: Store) -> None:
 
 
 def test_windows_follow_the_end_date_and_a_measure_not_yet_started(place_store: Store) -> None:
-    store = _store(place_store)
+    store = prepare(place_store)
     m = lighting(store, end_date=START + timedelta(days=13))
     before, after = stats.windows(m, NOW, ZONE)  # type: ignore[misc]
     assert after.end == datetime(2025, 3, 17, tzinfo=ZONE) and before.start == datetime(2025, 2, 17, tzinfo=ZONE)
@@ -189,7 +139,7 @@ def test_windows_follow_the_end_date_and_a_measure_not_yet_started(place_store: 
 
 
 def test_register_checks_and_scope(place_store: Store) -> None:
-    store = _store(place_store)
+    store = prepare(place_store)
     anna = Account(name="anna", role="operator", districts=frozenset({"Norr"}))
     bo = Account(name="bo", role="operator", districts=frozenset({"Söder"}))
     vera = Account(name="vera", role="viewer", districts=frozenset({"Norr"}))

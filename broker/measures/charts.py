@@ -19,9 +19,10 @@ STYLE = Style(background="white", plot_background="white", font_family="DejaVu S
               colors=("#1f5fa8", "#c0392b", "#7f8c8d", "#27ae60", "#8e44ad", "#d35400", "#16a085"),
               label_font_size=13, major_label_font_size=13, legend_font_size=13, title_font_size=15,
               value_font_size=12, tooltip_font_size=12)
-_COMMON = dict(style=STYLE, js=[], disable_xml_declaration=True, width=800, height=360, legend_at_bottom=True,
-               legend_at_bottom_columns=3, print_values=False, show_dots=False, truncate_legend=-1)
-LOG_FLOOR, LOG_CEIL = 0.05, 20.0  # the ratio chart's axis; unbounded ends are drawn at its edge
+_COMMON = dict(style=STYLE, js=[], disable_xml_declaration=True, width=800, height=320, legend_at_bottom=True,
+               legend_at_bottom_columns=3, print_values=False, show_dots=False, truncate_legend=-1,
+               truncate_label=-1)
+MAX_RATIO = 5.0  # the ratio chart's top; larger (and unbounded) ends are drawn there
 
 Text = Callable[[str], str]
 
@@ -41,7 +42,7 @@ def follow_up_chart(f: FollowUp, series: Series, *, title: str, labels: Mapping[
     chart.add(labels["weekly"], points, show_dots=True)
     if f.weeks_year_before:
         chart.add(labels["year_before"], [(d + YEAR, v) for d, v in _points(f.weeks_year_before, series)],
-                  stroke_style={"dasharray": "6,4"})
+                  stroke_style={"dasharray": "6,4"}, show_dots=True)
     row = next(r for r in f.series if r.series.key == series.key)
     for label, w, value in ((labels["mean_before"], f.before, row.now.rate0),
                             (labels["mean_after"], f.after, row.now.rate1)):
@@ -58,29 +59,27 @@ def _points(weeks: Sequence[Week], series: Series) -> list[tuple[date, float | N
     return [(w.start.date(), w.rate(series)) for w in weeks]
 
 
-def _clip(v: float | None) -> float:
-    if v is None or v <= 0:
-        return LOG_FLOOR
-    return min(max(v, LOG_FLOOR), LOG_CEIL) if math.isfinite(v) else LOG_CEIL
-
-
 def ratio_chart(rows: Sequence[tuple[str, RateRatio | None, RateRatio | None]], *, title: str,
                 labels: Mapping[str, str]) -> str:
-    """Per row (a name, the ratio now, the same weeks a year earlier): the ratio and its 95 %
-    interval as a vertical bar on a log axis, with the line of no change (1)."""
-    chart = pygal.XY(**_COMMON, title=title, logarithmic=True, range=(LOG_FLOOR, LOG_CEIL), xrange=(-0.5,
-                     len(rows) - 0.5), x_labels=list(range(len(rows))), y_title=labels["ratio"],
-                     x_value_formatter=lambda x: rows[int(round(x))][0] if 0 <= round(x) < len(rows) else "",
-                     dots_size=5, show_x_guides=False)
-    chart.add(labels["no_change"], [(-0.5, 1.0), (len(rows) - 0.5, 1.0)], stroke_style={"dasharray": "4,4"})
-    for offset, which, label in ((-0.12, 1, labels["now"]), (0.12, 2, labels["year_before"])):
-        segments: list[tuple[float, float] | None] = []
-        for i, row in enumerate(rows):
+    """Per row (a name, the ratio now, the same weeks a year earlier): the ratio as a dot on
+    a vertical bar, its 95 % interval, and the line of no change (1). An interval without an
+    upper bound runs to the top of the chart. (Linear: pygal's log scale drops XY lines.)"""
+    ratios = [rr for row in rows for rr in row[1:] if isinstance(rr, RateRatio) and rr.ratio is not None]
+    finite = [v for rr in ratios for v in (rr.ratio, rr.high) if v is not None and math.isfinite(v)]
+    top = min(MAX_RATIO, max([2.0, *(1.1 * v for v in finite)]))
+    n = len(rows)
+    chart = pygal.XY(**_COMMON, title=title, range=(0, top), xrange=(0.5, n + 0.5), x_labels=list(range(1, n + 1)),
+                     y_title=labels["ratio"], allow_interruptions=True, dots_size=5, show_x_guides=False,
+                     x_value_formatter=lambda x: rows[int(round(x)) - 1][0] if 1 <= round(x) <= n else "")
+    chart.add(labels["no_change"], [(0.5, 1.0), (n + 0.5, 1.0)], stroke_style={"dasharray": "6,4", "width": 2})
+    for offset, which, label in ((-0.1, 1, labels["now"]), (0.1, 2, labels["year_before"])):
+        points: list[tuple[float, float] | None] = []
+        for i, row in enumerate(rows, start=1):
             rr = row[which]
-            if isinstance(rr, RateRatio) and rr.ratio is not None:
+            if isinstance(rr, RateRatio) and rr.ratio is not None and rr.low is not None and rr.high is not None:
                 x = i + offset
-                segments += [(x, _clip(rr.low)), (x, _clip(rr.ratio)), (x, _clip(rr.high)), None]
-        chart.add(label, segments, show_dots=True, stroke_style={"width": 3})
+                points += [(x, min(rr.low, top)), (x, min(rr.ratio, top)), (x, min(rr.high, top)), None]
+        chart.add(label, points, show_dots=True, stroke_style={"width": 4})
     return _svg(chart)
 
 
@@ -97,8 +96,8 @@ def weekly_by_type_chart(weeks: Sequence[datetime], counts: Mapping[str, Sequenc
 
 def places_chart(rows: Sequence[tuple[str, int]], *, title: str, y_title: str) -> str:
     """Incidents per place, most first (horizontal bars)."""
-    chart = pygal.HorizontalBar(**{**_COMMON, "height": 40 + 34 * max(len(rows), 3)}, title=title,
-                                x_title=y_title, show_legend=False, print_values=True)
+    chart = pygal.HorizontalBar(**{**_COMMON, "height": 60 + 34 * max(len(rows), 3), "print_values": True},
+                                title=title, x_title=y_title, show_legend=False)
     chart.x_labels = [name for name, _ in reversed(rows)]
     chart.add(y_title, [n for _, n in reversed(rows)])
     return _svg(chart)
