@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaktpost.broker.config import InboxSection
-from vaktpost.broker.inbox import admin_pages, api, csrf, incidents_pages, subscriptions_page
+from vaktpost.broker.inbox import admin_pages, api, csrf, incidents_pages, measures_pages, subscriptions_page
 from vaktpost.broker.inbox.accounts import Account, Accounts
 from vaktpost.broker.inbox.auth import Authenticator, LocalPasswordAuthenticator, PasswordAuthenticator
 from vaktpost.broker.inbox.health import camera_health, current_cameras
@@ -67,6 +67,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     app.include_router(incidents_pages.router)
     app.include_router(admin_pages.router)
     app.include_router(subscriptions_page.router)
+    measures_pages.include(app, store)
     api.include_api(app, store)
 
     @app.middleware("http")

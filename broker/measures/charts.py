@@ -1,11 +1,12 @@
 """The charts of the follow-up and the report: SVG drawn on the server by pygal, so a
 page and the PDF (WeasyPrint runs no JavaScript) show the same picture. No scripts are
-embedded (`js=[]`), and the SVG scales to its container (a viewBox, no fixed size).
+embedded (`js=[]`, and pygal's config script is removed), and the SVG scales to its container (a viewBox, no fixed size).
 Every text on a chart comes from the caller, already translated."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime, timedelta
 
@@ -27,8 +28,13 @@ MAX_RATIO = 5.0  # the ratio chart's top; larger (and unbounded) ends are drawn 
 Text = Callable[[str], str]
 
 
+_SCRIPT = re.compile(r"<script\b.*?</script>", re.DOTALL)
+
+
 def _svg(chart: pygal.graph.graph.Graph) -> str:
-    return str(chart.render(is_unicode=True))
+    # pygal always embeds its configuration as a script; without its JavaScript it is dead
+    # weight, and the inbox's Content-Security-Policy would refuse it.
+    return _SCRIPT.sub("", str(chart.render(is_unicode=True)))
 
 
 def follow_up_chart(f: FollowUp, series: Series, *, title: str, labels: Mapping[str, str],
