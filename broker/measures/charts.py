@@ -1,6 +1,6 @@
 """The charts of the follow-up and the report: SVG drawn on the server by pygal, so a
 page and the PDF (WeasyPrint runs no JavaScript) show the same picture. No scripts are
-embedded (`js=[]`, and pygal's config script is removed), and the SVG scales to its container (a viewBox, no fixed size).
+embedded (`js=[]`; pygal's config script is removed), and the SVG scales to its container (a viewBox, no fixed size).
 Every text on a chart comes from the caller, already translated."""
 
 from __future__ import annotations
