@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from measures_data import NOW, START, ZONE, lighting, prepare, seed
+from test_cli import one_error_line, vaktpost
 
 from vaktpost.broker.measures import report
 from vaktpost.broker.measures.exposure import calendar_source
@@ -65,3 +66,32 @@ def test_district_report_pdf_pages_and_text(tmp_path: Path) -> None:
         assert words in text, words
     assert re.search(r"1\s*/\s*4", text)  # page numbers
     assert "Söderparken" not in text
+
+
+@pytest.mark.slow  # four commands, two PDFs
+def test_report_and_export_commands(tmp_path: Path) -> None:
+    _poppler()
+    store = Store(f"sqlite:///{tmp_path / 'central.db'}")
+    store.create_all()
+    seeded(store)
+    store.close()
+    (tmp_path / "central.yaml").write_text("database: sqlite:///central.db\n")
+    args = ("--config", "central.yaml", "--district", "Norr", "--from", "2025-01-06", "--to", "2025-04-27")
+    run = vaktpost("report", *args, "-o", "norr.pdf", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    assert "Lägesrapport: Norr" in pdf_text(tmp_path / "norr.pdf")
+    english = vaktpost("report", *args, "--lang", "en", "-o", "norr-en.pdf", cwd=tmp_path)
+    assert english.returncode == 0 and "Situational report: Norr" in pdf_text(tmp_path / "norr-en.pdf")
+    run = vaktpost("export", "incidents", *args, "-o", "norr.csv", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = (tmp_path / "norr.csv").read_text(encoding="utf-8-sig").splitlines()
+    assert len(rows) == 1 + 42 + 6 and all("Söderparken" not in r for r in rows)
+    # Bad input: one line each, no traceback.
+    assert "Öster" in one_error_line(vaktpost("report", *args[:2], "--district", "Öster", *args[4:], "-o", "x.pdf",
+                                              cwd=tmp_path))
+    assert "YYYY-MM-DD" in one_error_line(vaktpost("report", *args[:4], "--from", "6 jan", "--to", "2025-04-27",
+                                                   "-o", "x.pdf", cwd=tmp_path))
+    assert "before it starts" in one_error_line(vaktpost("report", *args[:4], "--from", "2025-05-01", "--to",
+                                                         "2025-04-27", "-o", "x.pdf", cwd=tmp_path))
+    assert "nowhere" in one_error_line(vaktpost("report", *args, "-o", "nowhere/x.pdf", cwd=tmp_path))
+    assert ".csv or .xlsx" in one_error_line(vaktpost("export", "events", *args, "-o", "x.txt", cwd=tmp_path))
