@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -454,6 +454,108 @@ def incidents(
     out.print(table)
 
 
+def _dates(first: str, last: str) -> tuple[date, date]:
+    try:
+        start, end = date.fromisoformat(first), date.fromisoformat(last)
+    except ValueError:
+        raise _fail(f"--from and --to must be dates YYYY-MM-DD: {first!r}, {last!r}") from None
+    from vaktpost.broker.measures.report import ReportError, check_period
+    try:
+        check_period(start, end)
+    except ReportError as e:
+        raise _fail(str(e)) from None
+    return start, end
+
+
+def _district_of(store: Store, district: str | None) -> None:
+    from vaktpost.broker.measures.report import districts
+    known = districts(store)
+    if district is not None and district not in known:
+        raise _fail(f"no places in district {district!r} (districts: {', '.join(known) or 'none'})")
+
+
+def _write(path: Path, data: bytes) -> None:
+    try:
+        path.write_bytes(data)
+    except OSError as e:
+        raise _fail(f"{path}: {e.strerror or e}") from None
+
+
+@app.command()
+def report(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")],
+    district: Annotated[str, typer.Option(help="District (as in the places register)")],
+    first: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD")],
+    last: Annotated[str, typer.Option("--to", help="Last day (inclusive), YYYY-MM-DD")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="The PDF to write")],
+    lang: Annotated[str, typer.Option(help="sv or en")] = "sv",
+) -> None:
+    """Write the situational report of a district and period as PDF (docs/inbox.md, "Situational report")."""
+    from zoneinfo import ZoneInfo
+
+    from vaktpost.broker.exposure import exposure
+    from vaktpost.broker.measures.exposure import ExposureSource
+    from vaktpost.broker.measures.report import build, render_html, render_pdf
+    from vaktpost.broker.measures.tables import create_tables
+    from vaktpost.broker.store import utcnow
+
+    if lang not in ("sv", "en"):
+        raise _fail(f"--lang: sv or en, not {lang!r}")
+    cfg = _central_config(config, None)
+    start, end = _dates(first, last)
+    zone = ZoneInfo(cfg.inbox.timezone)
+    with _database(cfg.database, create=False) as store:
+        store.create_all()
+        create_tables(store.engine)
+        _district_of(store, district)
+        measured = ExposureSource(exposure, measured=True)  # the nodes' coverage, as the inbox's pages
+        html = render_html(build(store, district, start, end, now=utcnow(), zone=zone, exposure=measured), lang, zone)
+    try:
+        pdf = render_pdf(html)
+    except OSError as e:  # WeasyPrint could not load Pango
+        raise _fail(f"cannot make the PDF ({e}): install Pango, e.g. scripts/bootstrap.sh") from None
+    _write(out_file, pdf)
+    out.print(escape(f"wrote {out_file} ({len(pdf) // 1024} KiB)"), highlight=False)
+
+
+@app.command("export")
+def export_(
+    kind: Annotated[str, typer.Argument(help="incidents, events or summary")],
+    config: Annotated[Path, typer.Option("--config", "-c", help="Central YAML config")],
+    first: Annotated[str, typer.Option("--from", help="First day, YYYY-MM-DD")],
+    last: Annotated[str, typer.Option("--to", help="Last day (inclusive), YYYY-MM-DD")],
+    out_file: Annotated[Path, typer.Option("--out", "-o", help="FILE.csv or FILE.xlsx")],
+    district: Annotated[str | None, typer.Option(help="Only this district (default: every place)")] = None,
+    lang: Annotated[str, typer.Option(help="sv or en")] = "sv",
+) -> None:
+    """Export incidents, events or a summary per place and type as CSV or XLSX."""
+    from datetime import time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from vaktpost.broker.inbox.i18n import load_translations
+    from vaktpost.broker.measures.exports import KINDS, export, to_csv, to_xlsx
+
+    if kind not in KINDS:
+        raise _fail(f"export: {', '.join(KINDS)}, not {kind!r}")
+    if out_file.suffix.lower() not in (".csv", ".xlsx"):
+        raise _fail(f"{out_file}: the name must end in .csv or .xlsx")
+    if lang not in ("sv", "en"):
+        raise _fail(f"--lang: sv or en, not {lang!r}")
+    cfg = _central_config(config, None)
+    start, end = _dates(first, last)
+    zone = ZoneInfo(cfg.inbox.timezone)
+    with _database(cfg.database, create=False) as store:
+        store.create_all()
+        _district_of(store, district)
+        table = export(store, kind, [district] if district else None,
+                       datetime.combine(start, time(0), zone), datetime.combine(end + timedelta(days=1), time(0), zone),
+                       zone, load_translations(lang).gettext)
+    data = to_csv(table).encode() if out_file.suffix.lower() == ".csv" else to_xlsx(table, kind)
+    _write(out_file, data)
+    more = " (cut at the limit)" if table.truncated else ""
+    out.print(escape(f"wrote {len(table.rows)} rows{more} to {out_file}"), highlight=False)
+
+
 @app.command()
 def demo(
     workdir: Annotated[Path | None, typer.Option(
@@ -730,7 +832,8 @@ def subscriptions_remove(subscription_id: Annotated[int, typer.Argument(metavar=
 # lacks them, and a command that needs one says which extra to install.
 EXTRA_OF_MODULE = {"sqlalchemy": "central", "psycopg": "central", "fastapi": "central", "uvicorn": "central",
                    "jinja2": "central", "argon2": "central", "babel": "central", "multipart": "central",
-                   "starlette": "central", "httpx": "central", "skimage": "demo"}
+                   "starlette": "central", "httpx": "central", "scipy": "central", "pygal": "central",
+                   "weasyprint": "central", "openpyxl": "central", "skimage": "demo"}
 
 
 def main() -> None:

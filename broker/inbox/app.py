@@ -21,7 +21,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vaktpost.broker.config import InboxSection
 from vaktpost.broker.exposure import exposure
-from vaktpost.broker.inbox import admin_pages, api, csrf, incidents_pages, lagesbild_pages, subscriptions_page
+from vaktpost.broker.inbox import (
+    admin_pages,
+    api,
+    csrf,
+    incidents_pages,
+    lagesbild_pages,
+    measures_pages,
+    subscriptions_page,
+)
 from vaktpost.broker.inbox.accounts import Account, Accounts
 from vaktpost.broker.inbox.auth import Authenticator, LocalPasswordAuthenticator, PasswordAuthenticator
 from vaktpost.broker.inbox.health import camera_health, current_cameras
@@ -70,6 +78,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     app.state.exposure = exposure  # rates of the situational picture
     app.include_router(subscriptions_page.router)
     app.include_router(lagesbild_pages.router)
+    measures_pages.include(app, store)
     api.include_api(app, store)
 
     @app.middleware("http")
