@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from inbox_harness import Inbox, file_event, start_inbox
+from inbox_harness import PLACES, Inbox, file_event, start_inbox
 from test_inbox import Client
 
 from vaktpost.broker.incidents import service
 from vaktpost.broker.incidents.kinds import Action, State
+from vaktpost.broker.places import parse_places, write_registry
 
 JPEG = b"\xff\xd8\xff\xdbnot-really-decoded\xff\xd9"
 
@@ -153,3 +154,19 @@ def test_the_incident_page_in_english(inbox: Inbox) -> None:
     inc = the_incident(inbox)
     _, _, body = logged_in(inbox, "anna").request("GET", f"/incidents/{inc}?lang=en")
     assert "Intrusion" in body and "Acknowledge" in body and "Skolvägen 1, Norrby" in body
+
+
+def test_places_come_a_page_at_a_time_and_by_district(inbox: Inbox) -> None:
+    places = [{"id": f"plats-{n:02d}", "name": f"Plats {n:02d}", "kind": "park", "district": "Norr"}
+              for n in range(30)]
+    write_registry(inbox.store, parse_places({**PLACES, "places": PLACES["places"] + places}))
+    admin = logged_in(inbox, "admin")
+    first = re.findall(r'data-place="([^"]+)"', admin.request("GET", "/places")[2])
+    second = re.findall(r'data-place="([^"]+)"', admin.request("GET", "/places?page=1")[2])
+    assert len(first) == 25 and len(second) == 8 and not set(first) & set(second)
+    soder = re.findall(r'data-place="([^"]+)"', admin.request("GET", "/places?district=S%C3%B6der")[2])
+    assert soder == ["soderparken"]
+    # An operator's filter cannot widen their scope.
+    _, _, body = logged_in(inbox, "anna").request("GET", "/places?district=S%C3%B6der")
+    anna = re.findall(r'data-place="([^"]+)"', body)
+    assert "soderparken" not in anna and len(anna) == 25

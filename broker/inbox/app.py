@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Annotated
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -52,6 +52,8 @@ from vaktpost.broker.inbox.web import (
 )
 from vaktpost.broker.notify.tables import create_tables as create_notify_tables
 from vaktpost.broker.store import Store, utcnow
+
+PLACES_PAGE = 25  # places on one page of /places
 
 
 def _safe_next(target: str | None) -> str:
@@ -150,19 +152,28 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
         return response
 
     @app.get("/places", response_class=HTMLResponse)
-    def places_page(request: Request, account: Annotated[Account, Depends(current_account)]) -> Response:
+    def places_page(request: Request, account: Annotated[Account, Depends(current_account)],
+                    district: str | None = None, page: int = 0) -> Response:
         inbox = inbox_of(request)
         now = inbox.clock()
         offline_after = timedelta(seconds=inbox.settings.node_offline_after)
+        in_scope = sorted(visible_places(account, inbox.store.list_places()),
+                          key=lambda p: (p.get("district") or "", p["name"]))
+        districts = sorted({p["district"] for p in in_scope if p.get("district")})
+        district = district if district in districts else None
+        chosen = [p for p in in_scope if district is None or p.get("district") == district]
+        # A city has hundreds of cameras: a page of places at a time keeps the page quick.
+        page = min(max(page, 0), max(len(chosen) - 1, 0) // PLACES_PAGE)
         nodes = {n["node_id"]: n for n in inbox.store.list_nodes()}
         cameras = current_cameras(inbox.store.list_assignments(), now)
         shown = [
             {**p, "cameras": [camera_health(n, c, nodes.get(n), now, offline_after)
                               for n, c in cameras.get(p["id"], [])]}
-            for p in visible_places(account, inbox.store.list_places())
+            for p in chosen[page * PLACES_PAGE:(page + 1) * PLACES_PAGE]
         ]
-        shown.sort(key=lambda p: (p.get("district") or "", p["name"]))
-        return render(request, "places.html", nav="places", places=shown, now=now)
+        query = urlencode({"district": district} if district else {})
+        return render(request, "places.html", nav="places", places=shown, now=now, districts=districts,
+                      district=district, page=page, more=len(chosen) > (page + 1) * PLACES_PAGE, query=query)
 
     @app.get("/places/{place_id}", response_class=HTMLResponse)
     def place_page(request: Request, place_id: str, account: Annotated[Account, Depends(current_account)]
