@@ -14,6 +14,14 @@ python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need_pkgs+=(python3-venv)
 # The inbox's browser tests drive Debian's Chromium through Playwright (never `playwright install`,
 # which downloads a browser build of its own).
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+# The situational report's PDF: WeasyPrint needs Pango (and a font); its test reads the PDF
+# with poppler-utils (pdftoppm, pdftotext).
+have_lib() { compgen -G "/usr/lib/*/$1" >/dev/null || compgen -G "/lib/*/$1" >/dev/null; }
+have_lib libpango-1.0.so.0 || need_pkgs+=(libpango-1.0-0)
+have_lib libpangoft2-1.0.so.0 || need_pkgs+=(libpangoft2-1.0-0)
+have_lib libharfbuzz-subset.so.0 || need_pkgs+=(libharfbuzz-subset0)
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || need_pkgs+=(fonts-dejavu-core)
+command -v pdftoppm >/dev/null 2>&1 || need_pkgs+=(poppler-utils)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_pkgs[*]}"
   if [ "$(id -u)" = 0 ]; then SUDO=""

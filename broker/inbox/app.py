@@ -26,6 +26,7 @@ from vaktpost.broker.inbox.accounts import Account, Accounts
 from vaktpost.broker.inbox.auth import Authenticator, LocalPasswordAuthenticator, PasswordAuthenticator
 from vaktpost.broker.inbox.health import camera_health, current_cameras
 from vaktpost.broker.inbox.i18n import LANG_COOKIE, LANGUAGES, choose_language
+from vaktpost.broker.inbox.register_pages import router as register_router
 from vaktpost.broker.inbox.scope import sees_district, visible_places
 from vaktpost.broker.inbox.web import (
     HERE,
@@ -70,6 +71,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     app.state.exposure = exposure  # rates of the situational picture
     app.include_router(subscriptions_page.router)
     app.include_router(lagesbild_pages.router)
+    app.include_router(register_router)
     api.include_api(app, store)
 
     @app.middleware("http")
