@@ -14,7 +14,7 @@ import pytest
 from inbox_harness import Inbox
 from test_inbox_browser import PHONE, browser, log_in, shot  # noqa: F401 (browser: a fixture)
 from test_register import PURPOSE, RESPONSIBLE, SCHOOL_FACADE_SV
-from test_register import inbox as inbox
+from test_register import inbox as inbox  # a fixture: the harness with configs and purposes
 
 sync_api = pytest.importorskip("playwright.sync_api")
 
