@@ -69,6 +69,11 @@ class Place(Strict):
     coordinates: Annotated[list[float], Field(min_length=2, max_length=2)] | None = Field(
         None, description="[lat, lon] in degrees (WGS 84)"
     )
+    # The camera register (vaktpost.broker.register): why the place is watched, and who answers for it.
+    purpose: Annotated[str, Field(min_length=1, max_length=1000)] | None = Field(
+        None, description="Why the place is under camera surveillance (the register's purpose)")
+    responsible: Annotated[str, Field(min_length=1, max_length=300)] | None = Field(
+        None, description="The unit responsible for the surveillance of the place")
 
     @field_validator("coordinates")
     @classmethod
@@ -170,7 +175,7 @@ def load_places(path: str | Path) -> Registry:
 def _place_row(p: Place) -> dict[str, Any]:
     lat, lon = p.coordinates if p.coordinates else (None, None)
     return {"id": p.id, "name": p.name, "kind": p.kind, "district": p.district, "address": p.address,
-            "lat": lat, "lon": lon}
+            "lat": lat, "lon": lon, "purpose": p.purpose, "responsible": p.responsible}
 
 
 def write_registry(store: Store, reg: Registry) -> tuple[int, int]:

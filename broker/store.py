@@ -133,6 +133,8 @@ places = Table(
     Column("address", String(300)),
     Column("lat", Float),
     Column("lon", Float),
+    Column("purpose", Text),  # the camera register's (vaktpost.broker.register)
+    Column("responsible", String(300)),
 )
 
 camera_assignments = Table(
@@ -224,7 +226,8 @@ _EVENT_UPDATABLE = ("seq", "place_id", "subtype", "zone", "ended_at", "confidenc
 
 # Columns added to tables after their first release: create_all() leaves existing
 # tables alone, so Store.create_all() adds these where they are missing.
-_ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("snapshot", "snapshot_withheld")}
+_ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"events": ("snapshot", "snapshot_withheld"),
+                                              "places": ("purpose", "responsible")}
 # Tables first released keyed by event_id alone; Store.create_all() re-keys them.
 _REKEYED = (events, snapshots)
 

@@ -277,10 +277,10 @@ def test_every_text_has_a_swedish_translation() -> None:
     method_map = [("**/templates/**.html", "jinja2"), ("**.py", "python")]
     options = {"**/templates/**.html": {"extensions": "jinja2.ext.i18n"}}
     keywords = {"_": None, "gettext": None, "tr": (2,)}
-    # The notifications, the incident labels, the situational picture and the measures share the
-    # inbox's catalogue.
+    # The notifications, the incident labels, the situational picture, the measures and the camera
+    # register share the inbox's catalogue.
     used = {m[2] for source in (folder, folder.parent / "notify", folder.parent / "incidents",
-                                folder.parent / "lagesbild", folder.parent / "measures")
+                                folder.parent / "lagesbild", folder.parent / "measures", folder.parent / "register")
             for m in extract_from_dir(str(source), method_map, options, keywords=keywords)}
     with (folder / "locale" / "sv" / "LC_MESSAGES" / "messages.po").open("rb") as f:
         catalog = read_po(f)

@@ -50,6 +50,8 @@ def test_import_example(store: Store) -> None:
     places = {p["id"]: p for p in store.list_places()}
     assert places["ekbacken-school"]["name"] == "Ekbacken school"
     assert places["ekbacken-schoolyard"]["kind"] == "schoolyard"
+    assert places["ekbacken-schoolyard"]["responsible"].startswith("Utbildningsförvaltningen")
+    assert places["lindparken"]["purpose"] is None  # optional
     assert (places["lindparken"]["lat"], places["lindparken"]["lon"]) == (59.3412, 17.9920)
     periods = [(a["node_id"], a["camera_id"], a["place_id"], a["valid_from"], a["valid_to"])
                for a in store.list_assignments()]

@@ -373,6 +373,45 @@ def places_import(file: Path, config: ConfigOpt = None, database: DbOpt = None) 
     out.print(escape(f"imported {n_places} places and {n_cams} camera periods into {display_url(cfg.database)}"))
 
 
+@app.command()
+def register(
+    output: Annotated[Path, typer.Option("--output", "-o", help="FILE.csv or FILE.pdf (by its extension)")],
+    config: ConfigOpt = None, database: DbOpt = None,
+    lang: Annotated[str, typer.Option(help="Language of the texts: sv or en")] = "sv",
+) -> None:
+    """Write the camera register (one row per camera: place, purpose, responsible, masking, armed
+    hours, snapshots, retention) as CSV or PDF."""
+    from zoneinfo import ZoneInfo
+
+    kind = output.suffix.lower()
+    if kind not in (".csv", ".pdf"):
+        raise _fail(f"-o {output}: give a file name ending in .csv or .pdf")
+    if lang not in ("sv", "en"):
+        raise _fail(f"--lang {lang}: choose sv or en")
+    if not output.parent.is_dir():
+        raise _fail(f"-o {output}: no folder {output.parent}")
+    from vaktpost.broker.inbox.i18n import load_translations
+    from vaktpost.broker.inbox.register_pages import register_texts, render_pdf
+    from vaktpost.broker.register.words import to_csv
+    cfg = _central_config(config, database)
+    zone, now = ZoneInfo(cfg.inbox.timezone), datetime.now(UTC)
+    with _database(cfg.database, create=False) as store:
+        store.create_all()  # an older place log gains the registry's purpose and responsible
+        rows = register_texts(store, cfg.retention, now, lang, zone)
+    if kind == ".csv":
+        body = to_csv(rows, load_translations(lang).gettext)
+    else:
+        try:
+            body = render_pdf(rows, lang, zone, now)
+        except OSError as e:  # WeasyPrint's Pango missing (scripts/bootstrap.sh installs it)
+            raise _fail(f"cannot make a PDF: {e}") from None
+    try:
+        output.write_bytes(body)
+    except OSError as e:
+        raise _fail(f"-o {output}: {e.strerror}") from None
+    out.print(escape(f"wrote {len(rows)} cameras to {output}"))
+
+
 def _since(value: str | None) -> datetime | None:
     if value is None:
         return None

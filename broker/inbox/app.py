@@ -28,6 +28,7 @@ from vaktpost.broker.inbox import (
     incidents_pages,
     lagesbild_pages,
     measures_pages,
+    register_pages,
     subscriptions_page,
 )
 from vaktpost.broker.inbox.accounts import Account, Accounts
@@ -81,6 +82,7 @@ def create_app(store: Store, settings: InboxSection, secret: bytes, *,
     app.include_router(subscriptions_page.router)
     app.include_router(lagesbild_pages.router)
     measures_pages.include(app, store)
+    app.include_router(register_pages.router)
     api.include_api(app, store)
 
     @app.middleware("http")

@@ -34,7 +34,9 @@ def read_secret_key(path: Path | None) -> bytes:
 
 
 def build_app(cfg: CentralConfig, store: Store) -> FastAPI:
-    return create_app(store, cfg.inbox, read_secret_key(cfg.inbox.secret_key_file))
+    app = create_app(store, cfg.inbox, read_secret_key(cfg.inbox.secret_key_file))
+    app.state.retention = cfg.retention  # the camera register shows the central retention
+    return app
 
 
 def uvicorn_config(app: FastAPI, cfg: CentralConfig, *, log_level: str = "info") -> uvicorn.Config:
