@@ -13,13 +13,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from inbox_harness import PASSWORD, Inbox, file_event, start_inbox
 from openpyxl import load_workbook
+
+from vaktpost.broker.measures.exposure import calendar_source
 
 
 @pytest.fixture(scope="module")
 def inbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Inbox]:
-    with start_inbox(tmp_path_factory.mktemp("inbox")) as running:
+    # No node sends coverage here: the follow-up counts calendar time, and says so.
+    def calendar(app: FastAPI) -> None:
+        app.state.exposure = calendar_source()
+
+    with start_inbox(tmp_path_factory.mktemp("inbox"), configure=calendar) as running:
         now = datetime.now(UTC)
         for days in (40, 30, 20, 10, 3):
             file_event(running.store, started=now - timedelta(days=days))
