@@ -164,7 +164,8 @@ def test_wheel_in_a_fresh_venv_runs_a_node_then_central(wheel: Path, tmp_path: P
 
     # `vaktpost analyze` with the person detector (SSD, the packaged model) and snapshots.
     scene = Scene(width=640, height=360, fps=10, duration_s=7, seed=7, noise_sigma=3.0, figures=[
-        Figure(0.5, 5.5, [(-0.1, 0.86), (1.1, 0.82)], height=0.42, kind="cameraman", name="cameraman")])
+        # The astronaut, not the cameraman: see tests/test_privacy.py, person_then_cover.
+        Figure(0.5, 5.5, [(-0.1, 0.86), (1.1, 0.82)], height=0.42, kind="astronaut", name="astronaut")])
     video = write_video(scene, tmp_path / "person.avi")
     config = tmp_path / "node.yaml"
     config.write_text(yaml.safe_dump({"node": {"id": "node-a"}, "cameras": [{

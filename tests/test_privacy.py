@@ -26,7 +26,7 @@ from mqtt_harness import Broker, running_central, wait_until
 
 import vaktpost.edge.node
 from vaktpost.contract.events import Event, EventType
-from vaktpost.contract.messages import Ack, Heartbeat, Status
+from vaktpost.contract.messages import Ack, Heartbeat, NodeSetup, Status
 from vaktpost.contract.topics import ANY, Kind, Topic, snapshot_row_id
 from vaktpost.edge.analyze import analyze
 from vaktpost.edge.config import parse
@@ -58,9 +58,11 @@ NODE_TREE = f"{Topic.node_prefix(ANY)}/#"
 
 
 def person_then_cover(width: int = 640, height: int = 360) -> Scene:
-    """A photographed man crosses the yard (0.5-5.5 s), then the lens is covered (6 s, stays)."""
+    """A photographed person crosses the yard (0.5-5.5 s), then the lens is covered (6 s, stays).
+    (The astronaut photo: the cameraman, side-on behind a tripod, scores 0.53 on the whole
+    frame and is missed in a motion crop, so whether he raises an intrusion is luck.)"""
     return Scene(width=width, height=height, fps=10, duration_s=10, seed=7, noise_sigma=3.0, figures=[
-        Figure(0.5, 5.5, [(-0.1, 0.86), (1.1, 0.82)], height=0.42, kind="cameraman", name="cameraman"),
+        Figure(0.5, 5.5, [(-0.1, 0.86), (1.1, 0.82)], height=0.42, kind="astronaut", name="astronaut"),
     ], camera_effects=[LensCover(6.0, None, ramp_s=0.5)])
 
 
@@ -320,12 +322,13 @@ def audit(messages: list, acks: list) -> tuple[list[Event], dict[str, bytes]]:
             snapshots[event_id] = payload
             continue
         # Everything else is small JSON text with no image in it, in the schema of its topic.
-        assert len(payload) < 4096, (m.topic, len(payload))
+        # (The retained config message lists a year of holiday dates: larger, still no image.)
+        assert len(payload) < (65536 if kind == "config" else 4096), (m.topic, len(payload))
         for magic in (b"\xff\xd8\xff", b"\x89PNG\r\n\x1a\n", b"/9j/", b"iVBORw0KGgo"):
             assert magic not in payload, (m.topic, magic)
         assert not B64_RUN.search(payload), m.topic
         data = json.loads(payload.decode("utf-8"))
-        model = {"events": Event, "status": Status, "heartbeat": Heartbeat, "acks": Ack}[kind]
+        model = {"events": Event, "status": Status, "heartbeat": Heartbeat, "acks": Ack, "config": NodeSetup}[kind]
         fields = {f.alias or name for name, f in model.model_fields.items()}
         assert set(data) <= fields, (m.topic, set(data) - fields)
         parsed = model.model_validate_json(payload)

@@ -83,8 +83,9 @@ class Picture:
 def _hours(exposure: ExposureSource, store: Store, period: Period, zone: ZoneInfo, place_ids: list[str]
            ) -> Hours | None:
     start, end = period.bounds(zone)
-    rows = exposure(store, start, end, places=place_ids)
-    return total_hours(rows) if rows else None
+    total = total_hours(exposure(store, start, end, places=place_ids))
+    # No node of these places ever reported coverage: there is no rate, only counts.
+    return total if total.online > 0 else None
 
 
 def picture(store: Store, place_ids: Sequence[str], period: Period, zone: ZoneInfo,
@@ -152,7 +153,7 @@ def ranking(store: Store, places: Sequence[Mapping[str, Any]], period: Period, z
     if not ids:
         return []
     start, end = period.bounds(zone)
-    hours = hours_by_place(exposure(store, start, end, places=ids))
+    hours = {pid: h for pid, h in hours_by_place(exposure(store, start, end, places=ids)).items() if h.online > 0}
     first, second = period.halves()
     halves = [counts_by_place(store, ids, half, zone) for half in (first, second)]
     half_hours = [hours_by_place(exposure(store, *half.bounds(zone), places=ids)) if hours else {}
