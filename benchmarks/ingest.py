@@ -22,9 +22,10 @@ rate of the same pair of runs (the machine's load moves both).
 
 Prints one JSON object.
 
-    .venv/bin/python benchmarks/ingest.py [--messages 4000] [--postgres URL] [--repeat 1] [--profile FILE]
+    .venv/bin/python benchmarks/ingest.py [--messages 4000] [--postgres URL] [--no-sqlite] [--repeat 1]
+                                          [--profile FILE]
 
-SQLite always (a temporary file); PostgreSQL when `--postgres` (or VAKTPOST_TEST_PG_URL)
+SQLite (a temporary file) unless --no-sqlite; PostgreSQL when `--postgres` (or VAKTPOST_TEST_PG_URL)
 names a server where the user may create databases (a temporary database is made and dropped).
 `worker_cpu_ms_per_message`: CPU time of the consumer's worker thread (parse, store,
 group, ack) per message, which the machine's load does not change. `--profile FILE`
@@ -340,7 +341,7 @@ def measure_consumer(broker: LocalBroker, node: NodeClient, url: str, n: int, se
     }
 
 
-def run(n: int, postgres: str | None, repeat: int, profile: Path | None) -> dict:
+def run(n: int, postgres: str | None, repeat: int, profile: Path | None, sqlite: bool = True) -> dict:
     results: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="vaktpost-bench-") as tmp:
         tmp_path = Path(tmp)
@@ -350,8 +351,9 @@ def run(n: int, postgres: str | None, repeat: int, profile: Path | None) -> dict
                 if not node.subscribed.wait(15):
                     raise TimeoutError("node did not subscribe to its acks")
                 seq0 = 0
-                databases: list[tuple[str, Callable[[], object]]] = [
-                    ("sqlite", lambda: _sqlite_url(tmp_path))]
+                databases: list[tuple[str, Callable[[], object]]] = []
+                if sqlite:
+                    databases.append(("sqlite", lambda: _sqlite_url(tmp_path)))
                 if postgres:
                     databases.append(("postgresql", lambda: temporary_pg_database(postgres)))
                 for r in range(repeat):
@@ -390,12 +392,15 @@ def main() -> int:
     ap.add_argument("--messages", type=int, default=4000, help="messages per run (half of them events)")
     ap.add_argument("--postgres", default=os.environ.get("VAKTPOST_TEST_PG_URL"),
                     help="PostgreSQL server URL with CREATE DATABASE rights (default: VAKTPOST_TEST_PG_URL)")
+    ap.add_argument("--no-sqlite", action="store_true", help="PostgreSQL only")
     ap.add_argument("--repeat", type=int, default=1, help="pairs of runs per database (medians reported)")
     ap.add_argument("--profile", type=Path, help="write a cProfile of the consumer's worker (first run)")
     args = ap.parse_args()
     if args.messages < 2 * (END_LAG + 1):
         ap.error(f"--messages must be at least {2 * (END_LAG + 1)}")
-    print(json.dumps(run(args.messages, args.postgres, args.repeat, args.profile), indent=2))
+    if args.no_sqlite and not args.postgres:
+        ap.error("--no-sqlite needs --postgres (or VAKTPOST_TEST_PG_URL)")
+    print(json.dumps(run(args.messages, args.postgres, args.repeat, args.profile, sqlite=not args.no_sqlite), indent=2))
     return 0
 
 

@@ -52,7 +52,9 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     cast,
+    column,
     create_engine,
     delete,
     event,
@@ -373,6 +375,28 @@ def _upsert(insert: Callable[[Table], Any]) -> Any:
     ).returning(events.c.event_id, events.c.node_id)
 
 
+_TIME_COLUMNS = ("started_at", "ended_at", "received_at", "updated_at")
+
+
+def _json_ready(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, **{c: None if row[c] is None else as_utc(row[c]).isoformat() for c in _TIME_COLUMNS}}
+
+
+@functools.cache
+def _upsert_from_json() -> Any:
+    """PostgreSQL: the events upsert of _upsert, its rows from one JSON array parameter
+    (`rows`, times as ISO text) through json_to_recordset."""
+    cols = list(events.columns)
+    rec = (func.json_to_recordset(bindparam("rows", type_=JSON))
+           .table_valued(*[column(c.name, c.type) for c in cols]).render_derived(with_types=True))
+    ins = postgresql.insert(events).from_select([c.name for c in cols], select(*[rec.c[c.name] for c in cols]))
+    return ins.on_conflict_do_update(
+        index_elements=[events.c.event_id, events.c.node_id],
+        set_={c: ins.excluded[c] for c in _EVENT_UPDATABLE},
+        where=_more_final(ins.excluded),
+    ).returning(events.c.event_id, events.c.node_id)
+
+
 def default_topic(ev: BaseEvent) -> str:
     if ev.camera_id is None:
         return f"{Topic.node_prefix(ev.node_id)}/events"
@@ -409,7 +433,13 @@ class StoreTx:
         copies = _most_final_copies(items, now)
         places = self._places([c.row for c in copies.values()])
         rows = [{**c.row, "place_id": places[i]} for i, c in enumerate(copies.values())]
-        changed = {(r.event_id, r.node_id) for r in self.conn.execute(_upsert(self._insert), rows)}
+        if self.conn.dialect.name == "postgresql":
+            # All rows as one JSON parameter: one short statement psycopg parses once and
+            # prepares, instead of a multi-row VALUES of thousands of placeholders per batch.
+            result = self.conn.execute(_upsert_from_json(), {"rows": [_json_ready(r) for r in rows]})
+        else:
+            result = self.conn.execute(_upsert(self._insert), rows)
+        changed = {(r.event_id, r.node_id) for r in result}
         return {i for key, c in copies.items() if key in changed for i in c.items}
 
     def _places(self, rows: list[dict[str, Any]]) -> list[str | None]:
