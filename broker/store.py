@@ -52,6 +52,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
     bindparam,
     cast,
     column,
@@ -397,6 +398,14 @@ def _upsert_from_json() -> Any:
     ).returning(events.c.event_id, events.c.node_id)
 
 
+def in_values(col: ColumnElement[str], values: Collection[str], dialect: str) -> ColumnElement[bool]:
+    """`col IN values` for a batch's many ids; on PostgreSQL `col = ANY(array)`: one
+    parameter, where psycopg would parse a statement of as many placeholders on each call."""
+    if dialect == "postgresql":
+        return col == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
+    return col.in_(list(values))
+
+
 def default_topic(ev: BaseEvent) -> str:
     if ev.camera_id is None:
         return f"{Topic.node_prefix(ev.node_id)}/events"
@@ -476,8 +485,9 @@ class StoreTx:
         """The nodes that sent an event or snapshot with each of `event_ids` (ids no one sent are left out)."""
         e, s = events.c, snapshots.c
         ids = sorted(set(event_ids))
-        q = (select(e.event_id, e.node_id).where(e.event_id.in_(ids))
-             .union(select(s.event_id, s.node_id).where(s.event_id.in_(ids))))
+        dialect = self.conn.dialect.name
+        q = (select(e.event_id, e.node_id).where(in_values(e.event_id, ids, dialect))
+             .union(select(s.event_id, s.node_id).where(in_values(s.event_id, ids, dialect))))
         out: dict[str, set[str]] = {}
         for event_id, node_id in self.conn.execute(q):
             out.setdefault(event_id, set()).add(node_id)

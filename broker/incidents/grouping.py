@@ -35,7 +35,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from vaktpost.broker.config import IncidentsSection
 from vaktpost.broker.incidents.kinds import OPEN_STATES, PEOPLE_TYPES, SYSTEM, Action, IncidentType, Outcome, State
 from vaktpost.broker.incidents.tables import audit_log, incident_events, incident_places, incidents, node_liveness
-from vaktpost.broker.store import as_utc, camera_assignments, events, utcnow
+from vaktpost.broker.store import as_utc, camera_assignments, events, in_values, utcnow
 from vaktpost.contract.events import BaseEvent
 from vaktpost.contract.messages import Heartbeat, Status
 
@@ -162,12 +162,13 @@ def group_events(conn: Connection, keys: Iterable[tuple[str, str]], cfg: Inciden
         return set()
     ids = sorted({event_id for event_id, _ in wanted})
     e, ie = events.c, incident_events.c
+    dialect = conn.dialect.name
     rows = [r for r in conn.execute(
         select(e.event_id, e.node_id, e.camera_id, e.place_id, e.type, e.zone, e.started_at, e.ended_at)
-        .where(e.event_id.in_(ids)).order_by(e.started_at, e.event_id, e.node_id)).mappings().all()
+        .where(in_values(e.event_id, ids, dialect)).order_by(e.started_at, e.event_id, e.node_id)).mappings().all()
         if (r["event_id"], r["node_id"]) in wanted]
     linked = {(r.event_id, r.node_id): r for r in conn.execute(
-        select(ie.event_id, ie.node_id, ie.incident_id, ie.ended_at).where(ie.event_id.in_(ids))).all()}
+        select(ie.event_id, ie.node_id, ie.incident_id, ie.ended_at).where(in_values(ie.event_id, ids, dialect))).all()}
     new = [r for r in rows if (r["event_id"], r["node_id"]) not in linked]
     candidates = _candidates(conn, {_key(r) for r in new}, min((r["started_at"] for r in new), default=now),
                              max((r["started_at"] for r in new), default=now), timedelta(seconds=cfg.gap))
