@@ -28,8 +28,10 @@ transactions so that ingest keeps going on SQLite, whose writers take turns.
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -50,14 +52,16 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    any_,
+    bindparam,
     cast,
+    column,
     create_engine,
     delete,
     event,
     exists,
     func,
     inspect,
-    null,
     or_,
     select,
     text,
@@ -276,19 +280,18 @@ def _sqlite_pragmas(busy_timeout_ms: int) -> Callable[[Any, Any], None]:
     return on_connect
 
 
-def _place_at(node_id: str, camera_id: str | None, t: datetime) -> ColumnElement[Any]:
-    """Scalar subquery: the place `node_id/camera_id` was assigned to at `t`."""
-    if camera_id is None:
-        return null()
-    ca = camera_assignments.c
-    return (
-        select(ca.place_id)
-        .where(ca.node_id == node_id, ca.camera_id == camera_id, ca.valid_from <= t,
-               or_(ca.valid_to.is_(None), ca.valid_to > t))
-        .order_by(ca.valid_from.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
+@dataclass(frozen=True)
+class _Assignment:
+    valid_from: datetime
+    valid_to: datetime | None
+    place_id: str
+
+
+def _place_of(history: list[_Assignment], t: datetime) -> str | None:
+    """The place of the assignment valid at `t` (valid_from <= t < valid_to; an open
+    valid_to means "still"), the latest-starting one if several overlap."""
+    valid = [a for a in history if a.valid_from <= t and (a.valid_to is None or a.valid_to > t)]
+    return max(valid, key=lambda a: a.valid_from).place_id if valid else None
 
 
 def _more_final(new: ReadOnlyColumnCollection[str, Any]) -> ColumnElement[bool]:
@@ -304,6 +307,25 @@ def _more_final(new: ReadOnlyColumnCollection[str, Any]) -> ColumnElement[bool]:
             and_(new.seq == old.seq, cast(new.payload, Text) != cast(old.payload, Text)),
         ),
     )
+
+
+@dataclass
+class _Copy:
+    """One copy of an event on its way into the store (see StoreTx.insert_events)."""
+
+    row: dict[str, Any]
+    items: list[int]  # indices of the copies it stands for: itself and those it replaced
+
+    def payload_text(self) -> str:
+        # The text SQLAlchemy's JSON type writes, which _more_final compares in the database.
+        return json.dumps(self.row["payload"])
+
+    def more_final_than(self, old: _Copy) -> bool:
+        """_more_final, in Python: between copies of one batch."""
+        new_row, old_row = self.row, old.row
+        return old_row["ended_at"] is None and (
+            new_row["ended_at"] is not None or new_row["seq"] > old_row["seq"]
+            or (new_row["seq"] == old_row["seq"] and self.payload_text() != old.payload_text()))
 
 
 def _event_row(ev: BaseEvent, topic: str, now: datetime) -> dict[str, Any]:
@@ -328,6 +350,65 @@ def _event_row(ev: BaseEvent, topic: str, now: datetime) -> dict[str, Any]:
     }
 
 
+def _most_final_copies(items: Sequence[tuple[BaseEvent, str]], now: datetime) -> dict[tuple[str, str], _Copy]:
+    """Per (event_id, node_id), the copy left after storing `items` one after another
+    (a multi-row upsert may touch each row only once)."""
+    out: dict[tuple[str, str], _Copy] = {}
+    for i, (ev, topic) in enumerate(items):
+        new = _Copy(_event_row(ev, topic, now), [i])
+        key = (ev.event_id, ev.node_id)
+        old = out.get(key)
+        if old is None:
+            out[key] = new
+        elif new.more_final_than(old):
+            new.items = [*old.items, i]
+            out[key] = new
+    return out
+
+
+@functools.cache
+def _upsert(insert: Callable[[Table], Any]) -> Any:
+    """The events upsert with the more-final rule, for many rows at once (SQLAlchemy sends
+    them as multi-row INSERTs). RETURNING yields the rows inserted or updated: the rowcount
+    of an INSERT is not reliable across drivers."""
+    ins = insert(events)
+    return ins.on_conflict_do_update(
+        index_elements=[events.c.event_id, events.c.node_id],
+        set_={c: ins.excluded[c] for c in _EVENT_UPDATABLE},
+        where=_more_final(ins.excluded),
+    ).returning(events.c.event_id, events.c.node_id)
+
+
+_TIME_COLUMNS = ("started_at", "ended_at", "received_at", "updated_at")
+
+
+def _json_ready(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, **{c: None if row[c] is None else as_utc(row[c]).isoformat() for c in _TIME_COLUMNS}}
+
+
+@functools.cache
+def _upsert_from_json() -> Any:
+    """PostgreSQL: the events upsert of _upsert, its rows from one JSON array parameter
+    (`rows`, times as ISO text) through json_to_recordset."""
+    cols = list(events.columns)
+    rec = (func.json_to_recordset(bindparam("rows", type_=JSON))
+           .table_valued(*[column(c.name, c.type) for c in cols]).render_derived(with_types=True))
+    ins = postgresql.insert(events).from_select([c.name for c in cols], select(*[rec.c[c.name] for c in cols]))
+    return ins.on_conflict_do_update(
+        index_elements=[events.c.event_id, events.c.node_id],
+        set_={c: ins.excluded[c] for c in _EVENT_UPDATABLE},
+        where=_more_final(ins.excluded),
+    ).returning(events.c.event_id, events.c.node_id)
+
+
+def in_values(col: ColumnElement[str], values: Collection[str], dialect: str) -> ColumnElement[bool]:
+    """`col IN values` for a batch's many ids; on PostgreSQL `col = ANY(array)`: one
+    parameter, where psycopg would parse a statement of as many placeholders on each call."""
+    if dialect == "postgresql":
+        return col == any_(bindparam(None, list(values), type_=postgresql.ARRAY(String)))
+    return col.in_(list(values))
+
+
 def default_topic(ev: BaseEvent) -> str:
     if ev.camera_id is None:
         return f"{Topic.node_prefix(ev.node_id)}/events"
@@ -348,17 +429,43 @@ class StoreTx:
 
     def insert_event(self, ev: BaseEvent, *, topic: str, received_at: datetime | None = None) -> bool:
         """Store `ev`; True if a row was added or made more final, False for a redelivery."""
+        return bool(self.insert_events([(ev, topic)], received_at=received_at))
+
+    def insert_events(self, items: Sequence[tuple[BaseEvent, str]], *,
+                      received_at: datetime | None = None) -> set[int]:
+        """Store events, each with the topic it came on, in one multi-row upsert; returns
+        the indices (in `items`) of the copies that were stored: that added a row or made
+        one more final. Copies of one event in `items` end as if stored one after another:
+        the most final by the rule goes to the database, and the copies it replaced on the
+        way count as stored with it if it is (a count, unlike the row, may then differ from
+        one copy at a time: copies that undo each other, a stored row outranking some)."""
+        if not items:
+            return set()
         now = as_utc(received_at) if received_at else utcnow()
-        ins = self._insert(events).values(**_event_row(ev, topic, now),
-                                          place_id=_place_at(ev.node_id, ev.camera_id, ev.started_at))
-        stmt = ins.on_conflict_do_update(
-            index_elements=[events.c.event_id, events.c.node_id],
-            set_={c: ins.excluded[c] for c in _EVENT_UPDATABLE},
-            where=_more_final(ins.excluded),
-        )
-        # RETURNING yields a row only if the insert or the update happened: rowcount
-        # of an INSERT is not reliable across drivers.
-        return self.conn.execute(stmt.returning(events.c.event_id)).first() is not None
+        copies = _most_final_copies(items, now)
+        places = self._places([c.row for c in copies.values()])
+        rows = [{**c.row, "place_id": places[i]} for i, c in enumerate(copies.values())]
+        if self.conn.dialect.name == "postgresql":
+            # All rows as one JSON parameter: one short statement psycopg parses once and
+            # prepares, instead of a multi-row VALUES of thousands of placeholders per batch.
+            result = self.conn.execute(_upsert_from_json(), {"rows": [_json_ready(r) for r in rows]})
+        else:
+            result = self.conn.execute(_upsert(self._insert), rows)
+        changed = {(r.event_id, r.node_id) for r in result}
+        return {i for key, c in copies.items() if key in changed for i in c.items}
+
+    def _places(self, rows: list[dict[str, Any]]) -> list[str | None]:
+        """The place of each event row's camera at its start, from one query."""
+        cams = {(r["node_id"], r["camera_id"]) for r in rows if r["camera_id"] is not None}
+        history: dict[tuple[str, str], list[_Assignment]] = {}
+        if cams:
+            ca = camera_assignments.c
+            q = (select(ca.node_id, ca.camera_id, ca.valid_from, ca.valid_to, ca.place_id)
+                 .where(tuple_(ca.node_id, ca.camera_id).in_(sorted(cams))))
+            for node_id, camera_id, valid_from, valid_to, place_id in self.conn.execute(q):
+                history.setdefault((node_id, camera_id), []).append(_Assignment(valid_from, valid_to, place_id))
+        return [_place_of(history.get((r["node_id"], r["camera_id"]), []), as_utc(r["started_at"]))
+                if r["camera_id"] is not None else None for r in rows]
 
     def insert_snapshot(self, event_id: str, node_id: str, data: bytes, *, content_type: str = JPEG,
                         received_at: datetime | None = None) -> bool:
@@ -376,6 +483,18 @@ class StoreTx:
         q = (select(e.node_id).where(e.event_id == event_id, e.node_id != node_id)
              .union(select(s.node_id).where(s.event_id == event_id, s.node_id != node_id)))
         return sorted(self.conn.execute(q).scalars())
+
+    def senders(self, event_ids: Collection[str]) -> dict[str, set[str]]:
+        """The nodes that sent an event or snapshot with each of `event_ids` (ids no one sent are left out)."""
+        e, s = events.c, snapshots.c
+        ids = sorted(set(event_ids))
+        dialect = self.conn.dialect.name
+        q = (select(e.event_id, e.node_id).where(in_values(e.event_id, ids, dialect))
+             .union(select(s.event_id, s.node_id).where(in_values(s.event_id, ids, dialect))))
+        out: dict[str, set[str]] = {}
+        for event_id, node_id in self.conn.execute(q):
+            out.setdefault(event_id, set()).add(node_id)
+        return out
 
     def dead_letter(self, topic: str, payload: bytes, error: str, *, received_at: datetime | None = None) -> int:
         res = self.conn.execute(
@@ -531,12 +650,9 @@ class Store:
     def insert_many(self, items: Iterable[BaseEvent | tuple[BaseEvent, str]]) -> int:
         """Store events, or (event, topic) pairs, in one transaction; returns how many
         rows changed. A bare event is filed under the topic its node publishes it on."""
+        pairs = [item if isinstance(item, tuple) else (item, default_topic(item)) for item in items]
         with self.begin() as tx:
-            changed = 0
-            for item in items:
-                ev, topic = item if isinstance(item, tuple) else (item, default_topic(item))
-                changed += tx.insert_event(ev, topic=topic)
-            return changed
+            return len(tx.insert_events(pairs))
 
     def dead_letter(self, topic: str, payload: bytes, error: str) -> int:
         with self.begin() as tx:

@@ -142,14 +142,14 @@ def test_a_batch_with_an_unstorable_number_stores_the_rest(consumer: Consumer) -
 def test_an_unexpected_error_costs_only_its_own_message(consumer: Consumer,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     culprit = event_doc(seq=2)
-    real_insert = StoreTx.insert_event
+    real_insert = StoreTx.insert_events
 
-    def insert_event(self: StoreTx, ev: Any, **kw: Any) -> bool:
-        if ev.event_id == culprit["event_id"]:
+    def insert_events(self: StoreTx, items: Any, **kw: Any) -> set[int]:
+        if any(ev.event_id == culprit["event_id"] for ev, _ in items):
             raise RuntimeError("a bug this message triggers")
-        return real_insert(self, ev, **kw)
+        return real_insert(self, items, **kw)
 
-    monkeypatch.setattr(StoreTx, "insert_event", insert_event)
+    monkeypatch.setattr(StoreTx, "insert_events", insert_events)
     batch = [inbound(1, YARD, good(1)), inbound(2, YARD, raw(culprit)), inbound(3, YARD, good(3))]
     assert consumer.handle_batch(batch) is True
     assert consumer.store.count_events() == 2

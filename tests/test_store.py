@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -124,6 +125,32 @@ def test_lower_seq_never_overwrites_higher(store: Store) -> None:
     assert not store.insert_event(make_event(t0, event_id=eid, seq=4, confidence=0.2), topic="t")
     assert store.insert_event(make_event(t0, event_id=eid, seq=6, confidence=0.3), topic="t")
     assert store.query_events()[0]["confidence"] == 0.3
+
+
+def test_a_batch_ends_where_one_copy_at_a_time_would(store: Store) -> None:
+    """insert_events takes the copies of one event in a batch as if stored one after another
+    (the multi-row upsert may touch a row once): random mixes of redeliveries, lower and
+    higher seqs, newer running states and ends, some on top of a stored row."""
+    rng = random.Random(10)
+    t0 = datetime(2024, 9, 1, 12, tzinfo=UTC)
+    for case in range(60):
+        copies = []
+        for _ in range(rng.randint(1, 6)):
+            seq, conf = rng.choice([4, 5, 6]), rng.choice([0.3, 0.6, 0.9])
+            ended = rng.random() < 0.25
+            copies.append(dict(seq=seq, confidence=conf, ended_at=t0 + timedelta(seconds=seq) if ended else None,
+                               phase="end" if ended else "start"))
+        before = rng.randint(0, 1)  # copies stored before the batch, one by one
+        one_by_one, batched = uuid7(), uuid7()
+        for eid in (one_by_one, batched):
+            for c in copies[:before]:
+                store.insert_event(make_event(t0, event_id=eid, **c), topic="t")
+        for c in copies[before:]:
+            store.insert_event(make_event(t0, event_id=one_by_one, **c), topic="t")
+        store.insert_many([(make_event(t0, event_id=batched, **c), "t") for c in copies[before:]])
+        rows = {r["event_id"]: r for r in store.query_events(limit=1000)}
+        fields = ("seq", "confidence", "ended_at")
+        assert [rows[one_by_one][f] for f in fields] == [rows[batched][f] for f in fields], (case, copies, before)
 
 
 def test_place_follows_the_camera_assignment_period(store: Store) -> None:

@@ -227,16 +227,30 @@ class Consumer:
         except Exception as e:  # parse_message never raises; if it does, only this message is lost to ingest
             return Rejected(f"could not parse message: {type(e).__name__}: {str(e)[:200]}")
 
+    def _store_events(self, tx: StoreTx, items: list[tuple[Inbound, Parsed]], acks: dict[str, list[str]],
+                      counts: dict[str, int], clashes: list[str]) -> None:
+        """The batch's events in one multi-row upsert. An id clash is reported as if the
+        events were stored one after another: against the nodes that had sent the id
+        before this batch and those earlier in it."""
+        evs = [(m, p) for m, p in items if isinstance(p, BaseEvent)]
+        if not evs:
+            return
+        senders = tx.senders([p.event_id for _, p in evs])
+        stored = tx.insert_events([(p, m.topic) for m, p in evs])
+        for i, (_, p) in enumerate(evs):
+            acks[p.node_id].append(p.event_id)
+            if i not in stored:
+                counts["duplicates"] += 1
+                continue
+            counts["stored"] += 1
+            nodes = senders.setdefault(p.event_id, set())
+            clashes += _clash_message("event", p.event_id, p.node_id, nodes - {p.node_id})
+            nodes.add(p.node_id)
+
     def _apply(self, tx: StoreTx, m: Inbound, p: Parsed, acks: dict[str, list[str]], counts: dict[str, int],
                clashes: list[str]) -> None:
-        if isinstance(p, BaseEvent):
-            if tx.insert_event(p, topic=m.topic):
-                counts["stored"] += 1
-                clashes += _clash(tx, "event", p.event_id, p.node_id)
-            else:
-                counts["duplicates"] += 1
-            acks[p.node_id].append(p.event_id)
-        elif isinstance(p, Snapshot):
+        """Any message but an event (those go together: _store_events)."""
+        if isinstance(p, Snapshot):
             if tx.insert_snapshot(p.event_id, p.node_id, p.data):
                 counts["snapshots"] += 1
                 clashes += _clash(tx, "snapshot", p.event_id, p.node_id)
@@ -268,6 +282,7 @@ class Consumer:
         counts: dict[str, int] = defaultdict(int)
         clashes: list[str] = []
         with self.store.begin() as tx:
+            self._store_events(tx, items, acks, counts, clashes)
             for m, p in items:
                 self._apply(tx, m, p, acks, counts, clashes)
             self.incidents.record(tx.conn, [p for _, p in items])  # atomic with the events
@@ -439,10 +454,13 @@ class Consumer:
 def _clash(tx: StoreTx, what: str, event_id: str, node_id: str) -> list[str]:
     """A warning if another node sent the same event id: stored apart (rows are keyed by
     node), but one of the two is forging or replaying ids (docs/central.md)."""
-    others = tx.other_nodes(event_id, node_id)
+    return _clash_message(what, event_id, node_id, set(tx.other_nodes(event_id, node_id)))
+
+
+def _clash_message(what: str, event_id: str, node_id: str, others: set[str]) -> list[str]:
     if not others:
         return []
-    return [f"{node_id} sent {what} {event_id}, an event id {', '.join(others)} also sent; "
+    return [f"{node_id} sent {what} {event_id}, an event id {', '.join(sorted(others))} also sent; "
             "stored as its own, the other node's rows are untouched"]
 
 
