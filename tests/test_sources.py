@@ -103,6 +103,8 @@ def test_camera_that_disappears_gives_a_health_event_not_a_crash(tmp_path):
         "spool": {"path": str(tmp_path / "outbox.db")},
         "cameras": [{"id": "gate", "source": f"rtsp://127.0.0.1:{free_port()}/live", "lost_after_seconds": 1,
                      "reconnect_max_seconds": 1,
+                     # A zone: the detector is loaded only where a rule can use people.
+                     "zones": [{"name": "gate", "polygon": [[0, 0], [1, 0], [1, 1]]}],
                      "detector": {"kind": "ssd", "model": str(tmp_path / "missing.onnx"),
                                   "model_sha256": "0" * 64}}],
     })
