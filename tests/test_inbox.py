@@ -74,6 +74,13 @@ class Client:
         return status
 
 
+def logged_in(inbox: Inbox, name: str) -> Client:
+    """A client logged in as `name` (with the harness's password)."""
+    c = Client(inbox.url)
+    assert c.login(name) == 303
+    return c
+
+
 @pytest.fixture
 def inbox(tmp_path: Path) -> Inbox:
     with start_inbox(tmp_path) as running:

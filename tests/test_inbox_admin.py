@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 from inbox_harness import PLACES, Inbox, start_inbox
-from test_inbox import Client
+from test_inbox import Client, logged_in
 
 from vaktpost.broker.incidents import service
 from vaktpost.broker.incidents.kinds import Action
@@ -23,12 +23,6 @@ from vaktpost.broker.incidents.kinds import Action
 def inbox(tmp_path: Path) -> Iterator[Inbox]:
     with start_inbox(tmp_path) as running:
         yield running
-
-
-def logged_in(inbox: Inbox, name: str) -> Client:
-    c = Client(inbox.url)
-    assert c.login(name) == 303
-    return c
 
 
 def upload(c: Client, path: str, token: str, filename: str, data: bytes) -> tuple[int, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from inbox_harness import PLACES, Inbox, file_event, start_inbox
-from test_inbox import Client
+from test_inbox import logged_in
 
 from vaktpost.broker.incidents import service
 from vaktpost.broker.incidents.kinds import Action, State
@@ -23,12 +23,6 @@ JPEG = b"\xff\xd8\xff\xdbnot-really-decoded\xff\xd9"
 def inbox(tmp_path: Path) -> Iterator[Inbox]:
     with start_inbox(tmp_path) as running:
         yield running
-
-
-def logged_in(inbox: Inbox, name: str) -> Client:
-    c = Client(inbox.url)
-    assert c.login(name) == 303
-    return c
 
 
 def incident_ids(body: str) -> list[int]:

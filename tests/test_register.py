@@ -17,7 +17,7 @@ import pytest
 from inbox_harness import PLACES, Inbox, start_inbox
 from sqlalchemy import create_engine, inspect, text
 from test_cli import one_error_line, vaktpost
-from test_inbox import Client
+from test_inbox import Client, logged_in
 
 from vaktpost.broker.config import RetentionSection
 from vaktpost.broker.coverage import record_setup
@@ -194,12 +194,6 @@ def inbox(tmp_path: Path) -> Inbox:
             record_setup(tx.conn, setup("node-b", datetime.now(UTC) - timedelta(hours=1),
                                         camera("park", {"ranges": []})), datetime.now(UTC))
         yield running
-
-
-def logged_in(inbox: Inbox, name: str) -> Client:
-    c = Client(inbox.url)
-    assert c.login(name) == 303
-    return c
 
 
 def test_an_operator_sees_their_districts_cameras_in_page_and_csv(inbox: Inbox) -> None:
